@@ -1,0 +1,1 @@
+"""Probes: named experiments (model x data x conditions -> rows), one file each."""

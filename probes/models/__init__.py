@@ -1,0 +1,1 @@
+"""Model adapters, one file per model family, registered in ``probes.registry.MODELS``."""

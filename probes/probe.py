@@ -1,0 +1,226 @@
+"""Probes and the runner that drives them.
+
+A probe is a named experiment: for a model and a manifest it ``plan``s units of work
+(``WorkItem``: one utterance under one condition, plus any extra key), and ``execute``s
+batches of them, yielding the rows of each unit. The runner (``run_probe``) skips units
+already in the run folder (resume), shards units across machines (``--shard i/n``, by a
+stable hash of the utterance id), turns a failing utterance into an error row (or stops under
+``strict``), and shows a progress bar.
+
+``PredictionProbe`` is the base for probes whose rows are one prediction per (utterance,
+condition): each condition is a list of interventions; subclasses only declare them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
+
+if TYPE_CHECKING:
+    from probes.adapter import Adapter, Example
+    from probes.data.manifest import Manifest
+
+ROW_COLUMNS = ("utt_id", "condition", "pred", "acoustic_label", "semantic_label", "congruent",
+               "speaker", "sentence_id", "split", "corpus")
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    utt_id: str
+    condition: str = "none"
+    key: tuple = ()  # extra key parts (seed index, layer, donor ...), part of the unit id
+
+    @property
+    def unit(self) -> str:
+        return "|".join([self.utt_id, self.condition, *map(str, self.key)])
+
+
+@dataclass
+class RunContext:
+    seed: int = 0
+    batch_size: int = 8
+    strict: bool = False
+    too_long: str = "error"
+    progress: bool = True
+    cache: dict = field(default_factory=dict)  # per-run scratch (audio cache, fitted interventions)
+
+    def load_audio(self, data: "Manifest", utt_id: str, sr: int, max_seconds: float | None):
+        from probes.audio import load_audio
+
+        key = ("audio", utt_id, sr)
+        if key not in self.cache:
+            self.cache[key] = load_audio(data.audio_path(utt_id), sr, max_seconds=max_seconds, too_long=self.too_long)
+        return self.cache[key]
+
+
+class Probe:
+    """Base class of every probe. Subclasses are dataclasses; their fields are the config."""
+
+    name: ClassVar[str] = "probe"
+    kind: ClassVar[str] = "predictions"   # "predictions" rows are scored by probes.metrics
+
+    def config(self) -> dict:
+        return asdict(self) if is_dataclass(self) else {}
+
+    def plan(self, data: "Manifest") -> list[WorkItem]:
+        raise NotImplementedError
+
+    def execute(self, model: "Adapter", data: "Manifest", items: Sequence[WorkItem], ctx: RunContext) -> Iterator[tuple[WorkItem, Any]]:
+        """Yield (item, rows) or (item, Exception) for each item, in any order."""
+        raise NotImplementedError
+
+    def summarize(self, run_dir: Path) -> dict:
+        """metrics.json for the run; prediction probes score per condition."""
+        from probes.metrics import score_run
+
+        return score_run(run_dir)
+
+    @classmethod
+    def options(cls) -> list[tuple[str, Any, str]]:
+        """(name, default, help) of the config fields, for the CLI's --set NAME=VALUE."""
+        if not is_dataclass(cls):
+            return []
+        return [(f.name, f.default, f.metadata.get("help", "")) for f in fields(cls)]
+
+
+def prediction_row(ex: "Example", condition: str, pred) -> dict:
+    row = {c: ex.row.get(c, "") for c in ROW_COLUMNS if c not in ("condition", "pred")}
+    row.update(utt_id=ex.utt_id, condition=condition, pred=pred.label)
+    if pred.probs is not None:
+        row["probs"] = {k: round(float(v), 6) for k, v in pred.probs.items()}
+    if pred.raw is not None:
+        row["raw"] = pred.raw
+    row.update(ex.meta)
+    row.update(pred.extra)
+    return row
+
+
+class PredictionProbe(Probe):
+    """One prediction per (utterance, condition); conditions map to lists of interventions."""
+
+    def conditions(self) -> dict[str, list]:
+        """condition name -> list of Intervention instances (applied in order)."""
+        return {"none": []}
+
+    def plan(self, data: "Manifest") -> list[WorkItem]:
+        conds = list(self.conditions())
+        return [WorkItem(u, c) for u in data.df["utt_id"] for c in conds]
+
+    def _fitted(self, data: "Manifest", ctx: RunContext) -> dict[str, list]:
+        key = ("fitted", id(self))
+        if key not in ctx.cache:
+            ctx.cache[key] = {c: [iv.fit(data, seed=ctx.seed) for iv in ivs] for c, ivs in self.conditions().items()}
+        return ctx.cache[key]
+
+    def make_example(self, model: "Adapter", data: "Manifest", item: WorkItem, ctx: RunContext) -> "Example":
+        from interventions.base import rng_for
+        from probes.adapter import Example
+
+        row = data.row(item.utt_id)
+        ivs = self._fitted(data, ctx)[item.condition]
+        need_audio = model.needs_audio or any(iv.needs_audio for iv in ivs)
+        audio = ctx.load_audio(data, item.utt_id, model.sample_rate, model.max_seconds) if need_audio else None
+        ex = Example(utt_id=item.utt_id, row=row, audio=audio, sr=model.sample_rate)
+        for iv in ivs:
+            ex = iv.apply(ex, rng=rng_for(ctx.seed, item.utt_id, item.condition, type(iv).__name__, *item.key))
+        return ex
+
+    def execute(self, model, data, items, ctx):
+        for start in range(0, len(items), ctx.batch_size):
+            batch = items[start : start + ctx.batch_size]
+            examples, ok = [], []
+            for it in batch:
+                try:
+                    examples.append(self.make_example(model, data, it, ctx))
+                    ok.append(it)
+                except Exception as e:  # bad audio etc.: an error row, not the end of the run
+                    yield it, e
+            if not examples:
+                continue
+            try:
+                preds = model.predict(examples)
+            except Exception as e:
+                if len(examples) == 1:
+                    yield ok[0], e
+                    continue
+                # find the bad one: fall back to one at a time
+                for it, ex in zip(ok, examples):
+                    try:
+                        yield it, [prediction_row(ex, it.condition, model.predict([ex])[0])]
+                    except Exception as e1:
+                        yield it, e1
+                continue
+            for it, ex, p in zip(ok, examples, preds):
+                yield it, [prediction_row(ex, it.condition, p)]
+
+
+def shard_of(utt_id: str, n: int) -> int:
+    return int(hashlib.sha256(utt_id.encode()).hexdigest()[:8], 16) % n
+
+
+def run_probe(
+    probe: Probe,
+    model: "Adapter",
+    data: "Manifest",
+    out: str | Path,
+    *,
+    seed: int = 0,
+    batch_size: int = 8,
+    strict: bool = False,
+    shard: tuple[int, int] | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    too_long: str = "error",
+    extra_manifest: dict | None = None,
+) -> Path:
+    """Run (or resume) ``probe`` on ``model`` x ``data`` into the run folder ``out``."""
+    from tqdm.auto import tqdm
+
+    from probes.store import RunStore
+
+    out = Path(out)
+    if limit is not None:
+        data = data.subset(data.df.index < limit)
+    items = probe.plan(data)
+    if shard is not None:
+        i, n = shard
+        items = [it for it in items if shard_of(it.utt_id, n) == i]
+    store = RunStore(out)
+    info = {
+        "probe": probe.name,
+        "probe_kind": probe.kind,
+        "config": probe.config(),
+        "model": model.describe(),
+        "weights": model.weights,
+        "data": str(data.source),
+        "data_sha256": data.sha256(),
+        "n_utterances": len(data),
+        "seed": seed,
+        "batch_size": batch_size,
+        "shard": list(shard) if shard else None,
+        **(extra_manifest or {}),
+    }
+    store.write_manifest(json.loads(json.dumps(info, default=str)))
+    todo = [it for it in items if not store.done(it.unit)]
+    ctx = RunContext(seed=seed, batch_size=batch_size, strict=strict, too_long=too_long, progress=progress)
+    n_err = 0
+    try:
+        with tqdm(total=len(items), initial=len(items) - len(todo), desc=f"{probe.name} [{model.name}]",
+                  unit="unit", disable=not progress, dynamic_ncols=True) as bar:
+            for item, rows in probe.execute(model, data, todo, ctx):
+                if isinstance(rows, Exception):
+                    if strict:
+                        raise rows
+                    n_err += 1
+                    store.error(item.unit, item.utt_id, f"{type(rows).__name__}: {rows}", condition=item.condition)
+                else:
+                    store.append(item.unit, rows)
+                bar.update(1)
+    finally:
+        store.close()
+    metrics = probe.summarize(out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    return out
