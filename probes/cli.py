@@ -126,6 +126,7 @@ def cmd_run(args) -> int:
     from probes.registry import MODELS, PROBES
     from probes.store import default_run_dir
 
+    shard = _parse_shard(args.shard)
     probe_cls = PROBES[args.probe]
     model_cls = MODELS[args.model]
     data = Manifest.read(args.data)
@@ -138,7 +139,7 @@ def cmd_run(args) -> int:
     dataset = Path(args.data).resolve().parent.name if Path(args.data).suffix else Path(args.data).name
     out = Path(args.out) if args.out else default_run_dir(args.probe, args.model, dataset)
     run_probe(probe, model, data, out, seed=args.seed, batch_size=args.batch_size, strict=args.strict,
-              shard=_parse_shard(args.shard), limit=args.limit, progress=not args.quiet, too_long=args.too_long)
+              shard=shard, limit=args.limit, progress=not args.quiet, too_long=args.too_long)
     print(f"run folder: {out}")
     if model.weights == "random":
         print("note: this model has RANDOM weights (a tiny test instance); its numbers are not results.")
@@ -224,9 +225,9 @@ def cmd_score(args) -> int:
     keys = ("n", "invalid", "accuracy", "uar", "macro_f1", "follows_voice", "follows_text", "text_dominance",
             "cramers_v_acoustic", "cramers_v_semantic")
     w = max(8, max(len(k) for k in res) + 2)
-    print(f"{'group':{w}s}" + "".join(f"{k.replace('cramers_v_', 'V_'):>14s}" for k in keys))
+    print(f"{'group':{w}s}" + "".join(f"{k.replace('cramers_v_', 'V_'):>15s}" for k in keys))
     for g, s in res.items():
-        print(f"{g:{w}s}" + "".join(f"{_fmt(s.get(k)):>14s}" for k in keys))
+        print(f"{g:{w}s}" + "".join(f"{_fmt(s.get(k)):>15s}" for k in keys))
     print("accuracy / UAR / F1 against the acoustic label; follows-* on conflict items; V = Cramer's V on valid answers.")
     return 0
 
