@@ -207,7 +207,10 @@ def score_run(run_dir: str | Path, *, ci: bool = True, n_boot: int = 500) -> dic
     from probes.store import read_errors, read_rows
 
     df = read_rows(run_dir)
-    out: dict = {"errors": int(len(read_errors(run_dir)))}
+    errs = read_errors(run_dir)
+    # failed units are retried on resume: count each once, and not when a retry succeeded
+    done = set(df["unit"]) if "unit" in df.columns else set()
+    out: dict = {"errors": int(len(set(errs["unit"]) - done)) if "unit" in errs.columns else 0}
     if df.empty or "pred" not in df.columns:
         out["conditions"] = {}
         return out
