@@ -372,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, ManifestError, LabelError, RegistryError, RunError, AudioError, FileNotFoundError, NotImplementedError) as e:
         print(f"probe: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `probe ... | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("probe: interrupted; run the same command again to resume.", file=sys.stderr)
         return 130

@@ -46,6 +46,7 @@ class RunContext:
     too_long: str = "error"
     progress: bool = True
     cache: dict = field(default_factory=dict)  # per-run scratch (audio cache, fitted interventions)
+    run_dir: Path | None = None                # the run folder, for probes that write files beside the rows
 
     def load_audio(self, data: "Manifest", utt_id: str, sr: int, max_seconds: float | None):
         from probes.audio import load_audio
@@ -205,7 +206,7 @@ def run_probe(
     }
     store.write_manifest(json.loads(json.dumps(info, default=str)))
     todo = [it for it in items if not store.done(it.unit)]
-    ctx = RunContext(seed=seed, batch_size=batch_size, strict=strict, too_long=too_long, progress=progress)
+    ctx = RunContext(seed=seed, batch_size=batch_size, strict=strict, too_long=too_long, progress=progress, run_dir=out)
     n_err = 0
     try:
         with tqdm(total=len(items), initial=len(items) - len(todo), desc=f"{probe.name} [{model.name}]",
