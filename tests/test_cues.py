@@ -1,0 +1,171 @@
+"""The cue-token library and ``probe cues``: extraction cache, concepts, bins, templates, CLI."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from interventions.concepts import CONCEPT_NAMES, CONCEPTS, CueBins, CueError, render
+from interventions.egemaps import cached_count, extract
+from tests.fixtures.interventions import voiced, write
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    from probes.cli import main
+
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_loud_high_rendition_is_energy_high_pitch_high(loud_high_quiet_low, cue_cache):
+    loud, quiet = loud_high_quiet_low
+    feats = extract([loud, quiet], cache_dir=cue_cache, progress=False)          # [2, 88]
+    bins = CueBins.fit(feats)
+    t_loud, t_quiet = bins.transform(feats)
+    assert (t_loud["energy"], t_loud["pitch"]) == ("high", "high")
+    assert (t_quiet["energy"], t_quiet["pitch"]) == ("low", "low")
+    # the raw features behind the two concepts agree with how the signals were made
+    assert feats.loc[0, "loudness_sma3_amean"] > 3 * feats.loc[1, "loudness_sma3_amean"]
+    assert feats.loc[0, "F0semitoneFrom27.5Hz_sma3nz_amean"] - feats.loc[1, "F0semitoneFrom27.5Hz_sma3nz_amean"] > 12
+
+
+def test_cli_json_files_in_order(loud_high_quiet_low, cue_cache, capsys):
+    loud, quiet = loud_high_quiet_low
+    rc, out, _ = _cli(["cues", str(quiet), str(loud), "--json", "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    assert rc == 0
+    res = json.loads(out)
+    assert [r["file"] for r in res] == [str(quiet), str(loud)]
+    assert set(res[0]) == {"file", *CONCEPT_NAMES}
+    assert (res[1]["energy"], res[1]["pitch"]) == ("high", "high")
+    assert (res[0]["energy"], res[0]["pitch"]) == ("low", "low")
+    assert all(r[c] in ("low", "mid", "high") for r in res for c in CONCEPT_NAMES)
+
+
+def test_cli_bad_file_is_one_error_line(tmp_path, loud_high_quiet_low, cue_cache, capsys):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00not really a wav")
+    rc, out, err = _cli(["cues", str(loud_high_quiet_low[0]), str(bad), "--json", "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    assert rc != 0 and out == ""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "broken.wav" in lines[0] and lines[0].startswith("probe: error:")
+    rc, _, err = _cli(["cues", str(tmp_path / "missing.wav"), "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    assert rc != 0 and "missing.wav" in err
+
+
+def test_cli_manifest_bins_roundtrip_and_template(cue_manifest, cue_cache, tmp_path, capsys):
+    bins_file, out_file = tmp_path / "bins.json", tmp_path / "tokens.csv"
+    rc, _, _ = _cli(["cues", "--data", str(cue_manifest), "--out", str(out_file), "--save-bins", str(bins_file),
+                     "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    assert rc == 0
+    import pandas as pd
+
+    tab = pd.read_csv(out_file)
+    assert len(tab) == 12 and {"utt_id", "file", *CONCEPT_NAMES} <= set(tab.columns)
+    # the saved bins, reloaded, give the same tokens for the same files (here in another order)
+    files = list(tab["file"])[::-1]
+    rc, out, _ = _cli(["cues", *files, "--bins", str(bins_file), "--json", "--template", "sentence",
+                       "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    assert rc == 0
+    res = json.loads(out)
+    expect = tab.set_index("file")
+    for r in res:
+        assert {c: r[c] for c in CONCEPT_NAMES} == {c: expect.loc[r["file"], c] for c in CONCEPT_NAMES}
+        assert r["text"].startswith("The voice has ") and r["text"].endswith(".")
+    # --reference: bins from a manifest, tokens for files; equals bins fitted in-process on it
+    rc, out, _ = _cli(["cues", files[0], "--reference", str(cue_manifest), "--json", "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    assert rc == 0 and {c: json.loads(out)[0][c] for c in CONCEPT_NAMES} == {c: expect.loc[files[0], c] for c in CONCEPT_NAMES}
+
+
+def test_bins_json_roundtrip(cue_manifest, cue_cache, tmp_path):
+    from probes.data.manifest import Manifest
+
+    m = Manifest.read(cue_manifest)
+    feats = extract([m.audio_path(i) for i in range(len(m))], cache_dir=cue_cache, progress=False)
+    for per_speaker in (False, True):
+        bins = CueBins.fit(feats, speakers=list(m.df["speaker"]), per_speaker=per_speaker)
+        back = CueBins.load(bins.save(tmp_path / f"bins{per_speaker}.json"))
+        assert back.to_dict() == bins.to_dict()
+        assert back.transform(feats, list(m.df["speaker"])) == bins.transform(feats, list(m.df["speaker"]))
+    # three levels cut at tertiles: each level holds about a third of the reference set
+    counts = Counter(t["energy"] for t in CueBins.fit(feats).transform(feats))
+    assert counts == Counter({"low": 4, "mid": 4, "high": 4})
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"kind": "something else"}))
+    with pytest.raises(CueError, match="bad.json"):
+        CueBins.load(bad)
+
+
+def test_per_speaker_bins_level_within_speaker(cue_manifest, cue_cache):
+    """Per speaker, each speaker's sad rendition is low and angry high, whatever the speaker's range."""
+    from probes.data.manifest import Manifest
+
+    m = Manifest.read(cue_manifest)
+    feats = extract([m.audio_path(i) for i in range(len(m))], cache_dir=cue_cache, progress=False)
+    spk = list(m.df["speaker"])
+    toks = CueBins.fit(feats, speakers=spk, per_speaker=True).transform(feats, spk)
+    by = dict(zip(m.df["utt_id"], toks))
+    for s in ("spk_low", "spk_mid", "spk_high"):
+        assert by[f"{s}_sad"]["pitch"] == "low" and by[f"{s}_sad"]["energy"] == "low"
+        assert by[f"{s}_angry"]["energy"] == "high"
+    with pytest.raises(CueError, match="per speaker"):
+        CueBins.fit(feats, speakers=spk, per_speaker=True).transform(feats)
+
+
+def test_extraction_cache_and_pool(tmp_path, cue_cache):
+    files = [write(tmp_path / f"v{i}.wav", voiced(110 + 30 * i, 0.1 + 0.1 * i, seconds=1.0, seed=i)) for i in range(3)]
+    cache = tmp_path / "cache"
+    assert cached_count(files, cache_dir=cache) == 0
+    pooled = extract(files, cache_dir=cache, workers=2, progress=False)          # a process pool
+    assert cached_count(files, cache_dir=cache) == 3
+    again = extract(files, cache_dir=cache, progress=False)                      # all from the cache
+    inproc = extract(files, cache_dir=tmp_path / "cache2", workers=1, progress=False)
+    np.testing.assert_allclose(pooled.to_numpy(), again.to_numpy())
+    np.testing.assert_allclose(pooled.to_numpy(), inproc.to_numpy(), rtol=1e-6)
+    # new content under the same name is a new cache key, never a stale entry
+    write(files[0], voiced(300, 0.4, seconds=1.0, seed=9))
+    assert cached_count(files, cache_dir=cache) == 2
+    fresh = extract(files, cache_dir=cache, workers=1, progress=False)
+    assert fresh.loc[0, "F0semitoneFrom27.5Hz_sma3nz_amean"] > pooled.loc[0, "F0semitoneFrom27.5Hz_sma3nz_amean"] + 6
+    lld = extract(files[:1], level="lld", cache_dir=cache, progress=False)[0]   # [frames, 25]
+    assert lld.shape[1] == 25 and 90 <= len(lld) <= 110
+
+
+def test_concept_table_and_render():
+    assert CONCEPT_NAMES == ("energy", "pitch", "dynamics", "brightness", "formants", "voice_quality")
+    for c, terms in CONCEPTS.items():
+        assert terms and all(w in (-1.0, 1.0) for _, w in terms)
+    toks = dict(zip(CONCEPT_NAMES, ["high", "low", "mid", "mid", "low", "high"]))
+    assert render(toks, "brackets") == ("[energy: high] [pitch: low] [dynamics: mid] [brightness: mid] "
+                                        "[formants: low] [voice quality: high]")
+    s = render(toks, "sentence")
+    assert "high energy (loud)" in s and "a low pitch" in s and " and a clear, periodic voice quality." in s
+    assert "extremely high energy" in render({**toks, "energy": "extremely high"}, "sentence")
+    with pytest.raises(CueError, match="unknown cue template"):
+        render(toks, "nope")
+
+
+def test_single_reference_file_is_mid(loud_high_quiet_low, cue_cache):
+    feats = extract([loud_high_quiet_low[0]], cache_dir=cue_cache, progress=False)
+    assert set(CueBins.fit(feats).transform(feats)[0].values()) == {"mid"}
+
+
+def test_espeak_sentence_loud_high_vs_quiet_low(tmp_path, cue_cache, capsys):
+    """The same sentence spoken by espeak-ng twice: loud and high, quiet and low (CLI --json)."""
+    engine = pytest.importorskip("probes.data.synth.engine")
+    from probes.audio import write_wav
+
+    text = "The parcel arrived on the third floor this morning."
+    loud = tmp_path / "loud.wav"
+    quiet = tmp_path / "quiet.wav"
+    write_wav(loud, engine.speak(engine.Request(text, pitch=85, volume=180)))
+    write_wav(quiet, engine.speak(engine.Request(text, pitch=15, volume=40)))
+    rc, out, _ = _cli(["cues", str(loud), str(quiet), "--json", "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    assert rc == 0
+    res = json.loads(out)
+    assert (res[0]["energy"], res[0]["pitch"]) == ("high", "high")
+    assert (res[1]["energy"], res[1]["pitch"]) == ("low", "low")
