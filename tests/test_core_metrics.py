@@ -98,3 +98,17 @@ def test_entropy_collapse():
 def test_confusion_counts():
     m = M.confusion(["a", "a", "b"], ["a", "zzz", "a"], labels=["a", "b"])
     assert m.loc["a", "a"] == 1 and m.loc["a", "invalid"] == 1 and m.loc["b", "a"] == 1
+
+
+def test_fast_bootstrap_matches_the_plain_one():
+    """score_with_ci's integer-code resampling gives the same intervals as resampling score()."""
+    rng = np.random.default_rng(3)
+    labels = ["neutral", "happy", "sad", "angry"]
+    a = rng.choice(labels, 120)
+    s = rng.choice(labels, 120)
+    p = np.where(rng.random(120) < 0.5, a, np.where(rng.random(120) < 0.5, s, rng.choice(labels + ["zzz"], 120)))
+    fast = M.score_with_ci(list(a), list(s), list(p), n_boot=200, seed=7)
+    for key in ("accuracy", "uar", "macro_f1", "follows_voice", "follows_text", "text_dominance"):
+        slow = M.bootstrap_ci(lambda x, y, z, k=key: M.score(x, y, z)[k], a, s, p, n_boot=200, seed=7)
+        assert fast[f"{key}_ci"] == pytest.approx(list(slow), abs=1e-9), key
+        assert fast[f"{key}_ci"][0] <= fast[key] <= fast[f"{key}_ci"][1]
