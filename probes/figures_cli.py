@@ -1,0 +1,187 @@
+"""``probe figures``: draw figures from run folders, from the EMIS result table, or all of ``figures/``.
+
+    probe figures RUN [RUN ...] [--out DIR] [--name PREFIX]
+        every figure each run supports (into RUN/figures, or DIR for a single run); with
+        several prediction runs also the comparison figures (follows bars and confusion
+        matrices, one panel per run) into DIR (default: the current folder's figures-compare/).
+    probe figures --emis CSV [--out DIR]
+        the EMIS study's figures from its per-utterance result table (scored with probes.metrics).
+    probe figures --all            (= make figures)
+        regenerates the committed ``figures/`` folder from what can be made without real models
+        (the EMIS table, oracle sanity runs on a small synthetic corpus) and writes
+        ``figures/README.md`` with the exact command behind each figure.
+
+This module is imported by ``probe`` at start-up: it imports nothing heavy at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EMIS_TABLE = "data/emis-predictions/aggregated_results_v4_fullLabel.csv"  # under the shared folder
+ALL_CORPUS_N = 80  # the oracle sanity runs need conflict items, not a big corpus
+
+
+def add_commands(subparsers) -> None:
+    s = subparsers.add_parser("figures", help="draw figures from run folders (PNG + SVG), the EMIS table, or all of figures/",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("runs", nargs="*", help="run folders")
+    s.add_argument("--out", help="output folder")
+    s.add_argument("--name", default="compare", help="file-name prefix of the comparison figures (several runs)")
+    s.add_argument("--compare", default="follows,confusion", metavar="KINDS",
+                   help="which comparison figures for several runs: follows, confusion (comma-separated)")
+    s.add_argument("--emis", metavar="CSV", help="an EMIS result table (aggregated_results_v*.csv)")
+    s.add_argument("--all", action="store_true", help="regenerate figures/ and figures/README.md")
+    s.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for intervals")
+    s.set_defaults(func=cmd_figures)
+
+
+def cmd_figures(args) -> int:
+    from probes.cli import CLIError
+
+    if args.all:
+        if args.runs or args.emis:
+            raise CLIError("--all regenerates figures/ by itself; give it no run folders and no --emis")
+        for path in make_all(repo_root()):
+            print(path)
+        return 0
+    if args.emis:
+        from probes import plots
+
+        src = Path(args.emis)
+        if not src.exists():
+            raise CLIError(f"{src}: no such file; the EMIS tables live in ../shared/{EMIS_TABLE.rsplit('/', 1)[0]}/")
+        try:
+            paths = plots.emis_figures(src, Path(args.out or "figures-emis"), n_boot=args.n_boot)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+        for p in paths:
+            print(p)
+    if not args.runs:
+        if not args.emis:
+            raise CLIError("give run folders, --emis CSV, or --all (see probe figures --help)")
+        return 0
+    from probes import plots
+
+    runs = [Path(r) for r in args.runs]
+    for r in runs:
+        out = Path(args.out) if (args.out and len(runs) == 1) else r / "figures"
+        failures: list[str] = []
+        made = plots.figures_for_run(r, out, failures=failures)
+        print(f"{r}: {len(made)} figure(s) in {out}")
+        for p, _ in made:
+            print(f"  {p}")
+        for f in failures:
+            print(f"  could not draw {f}", file=sys.stderr)
+    if len(runs) > 1:
+        out = Path(args.out or "figures-compare")
+        kinds = [k.strip() for k in args.compare.split(",") if k.strip()]
+        bad = [k for k in kinds if k not in ("follows", "confusion")]
+        if bad:
+            raise CLIError(f"--compare {args.compare!r}: unknown kind(s) {', '.join(bad)}; use follows and/or confusion")
+        for p, _ in plots.compare_runs(runs, out, name=args.name, which=kinds):
+            print(p)
+    return 0
+
+
+def repo_root() -> Path:
+    """The checkout this module lives in (``figures/`` is a folder of the repository)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def shared_root(root: Path) -> Path:
+    return Path(os.environ.get("DISSONANCE_SHARED", root.parent / "shared"))
+
+
+def make_all(root: Path, *, seed: int = 0) -> list[Path]:
+    """Regenerate ``root/figures`` and its README; returns the files written."""
+    import importlib.util
+
+    from probes import plots
+
+    fig_dir = root / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    entries: list[tuple[str, str, str]] = []  # (file stem, what it shows, command)
+    written: list[Path] = []
+
+    emis = shared_root(root) / EMIS_TABLE
+    if emis.exists():
+        written += plots.emis_figures(emis, fig_dir)
+        cmd = f"probe figures --emis ../shared/{EMIS_TABLE} --out figures"
+        entries.append(("emis-follows", "EMIS (4 spoken language models x 1,248 utterances, the study's own "
+                        "predictions): on conflict items, the share of answers that follow the voice, the words, or "
+                        "neither, per model and text condition (explicit / implicit / neutral words), with bootstrap "
+                        "95% intervals. Numbers in emis-follows.csv.", cmd))
+        entries.append(("emis-confusion", "EMIS: confusion matrix per model against the voice's label.", cmd))
+    else:
+        print(f"[figures] {emis} not found: EMIS figures skipped", file=sys.stderr)
+
+    if importlib.util.find_spec("probes.data.synth") is not None and _has_build():
+        runs = root / "runs" / "figures"
+        corpus = runs / "corpus" / "manifest.csv"
+        written += _oracle_runs(corpus, runs, fig_dir, seed=seed)
+        cmd = (f"probe data synth --out runs/figures/corpus --n {ALL_CORPUS_N} --seed {seed}\n"
+               "probe run predict --model text-oracle --data runs/figures/corpus/manifest.csv --out runs/figures/predict/text-oracle\n"
+               "probe run predict --model voice-oracle --data runs/figures/corpus/manifest.csv --out runs/figures/predict/voice-oracle\n"
+               "probe figures runs/figures/predict/text-oracle runs/figures/predict/voice-oracle --out figures --name oracle --compare follows")
+        entries.append(("oracle-follows", "Sanity check of the metrics, not a result: the two reference predictors on "
+                        f"a synthetic conflict corpus of {ALL_CORPUS_N} utterances. text-oracle must follow the text on every "
+                        "conflict item, voice-oracle the voice.", cmd))
+    else:
+        print("[figures] probes.data.synth.build not available: oracle figures skipped", file=sys.stderr)
+
+    written.append(_write_readme(fig_dir, entries))
+    return written
+
+
+def _has_build() -> bool:
+    try:
+        from probes.data.synth import build  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _oracle_runs(corpus: Path, runs: Path, fig_dir: Path, *, seed: int) -> list[Path]:
+    from probes import plots
+    from probes.data.manifest import Manifest
+    from probes.data.synth import build
+    from probes.probe import run_probe
+    from probes.registry import MODELS, PROBES
+
+    if not corpus.exists():
+        build(corpus.parent, seed=seed, n=ALL_CORPUS_N, progress=False)
+    data = Manifest.read(corpus)
+    dirs = []
+    for model in ("text-oracle", "voice-oracle"):
+        out = runs / "predict" / model
+        if not (out / "metrics.json").exists():
+            run_probe(PROBES["predict"](), MODELS[model](), data, out, seed=seed, progress=False)
+        dirs.append(out)
+    # only the bars: a confusion grid of two oracles says nothing more, and figures/ stays small
+    made = plots.compare_runs(dirs, fig_dir, name="oracle", which=("follows",))
+    return [p for p, _ in made] + [p.with_suffix(".svg") for p, _ in made]
+
+
+def _write_readme(fig_dir: Path, entries: list[tuple[str, str, str]]) -> Path:
+    lines = [
+        "# figures/",
+        "",
+        "Every figure here is regenerated by one command from the repository root:",
+        "",
+        "    make figures        # = probe figures --all",
+        "",
+        "Each figure comes as PNG and SVG. They are drawn by `probes/plots.py` from run folders or result",
+        "tables, never from a model. Below, the exact commands that make each one (`--all` runs them for you).",
+        "",
+    ]
+    for stem, what, cmd in entries:
+        lines += [f"## {stem}", "", f"![{stem}]({stem}.png)", "", what, "", "```", cmd, "```", ""]
+    if not entries:
+        lines += ["(nothing could be made here: neither the EMIS table nor the synthetic corpus builder was found)", ""]
+    path = fig_dir / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -1,0 +1,63 @@
+"""``probe figures --all`` / ``--emis`` and the import weight of probes.figures_cli."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from probes import figures_cli
+
+
+def test_figures_cli_imports_nothing_heavy():
+    # probes/cli.py imports this module on every `probe` call, `probe --help` included
+    code = "import sys, probes.figures_cli; bad = [m for m in ('matplotlib', 'pandas', 'seaborn', 'torch', 'umap') if m in sys.modules]; print(bad)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _emis_like(path: Path) -> Path:
+    """A small table in the EMIS result format: 2 models, every (text, voice) pair, text-following answers."""
+    rows = []
+    for slm in ("m1", "m2"):
+        for txt, cond in (("happy", "explicit"), ("sad", "implicit"), ("neutral", "neutral")):
+            for wav in ("happy", "sad", "neutral", "angry"):
+                rows.append({"txt_emo": txt, "txt_cond": cond, "wav_emo": wav, "pred_emo": txt if slm == "m1" else wav,
+                             "slm": slm, "filename": f"{txt}_{wav}.wav", "tts_model": "x"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_all_regenerates_figures_and_readme(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    _emis_like(shared / figures_cli.EMIS_TABLE)
+    monkeypatch.setenv("DISSONANCE_SHARED", str(shared))
+    monkeypatch.setattr(figures_cli, "_has_build", lambda: False)  # no corpus build here: EMIS only
+    root = tmp_path / "repo"
+    root.mkdir()
+    written = figures_cli.make_all(root)
+    names = sorted(p.name for p in (root / "figures").iterdir())
+    assert names == ["README.md", "emis-confusion.png", "emis-confusion.svg", "emis-follows.csv",
+                     "emis-follows.png", "emis-follows.svg"]
+    assert all(p.exists() for p in written)
+    readme = (root / "figures" / "README.md").read_text()
+    assert "make figures" in readme and f"probe figures --emis ../shared/{figures_cli.EMIS_TABLE} --out figures" in readme
+    assert "![emis-follows](emis-follows.png)" in readme
+    t = pd.read_csv(root / "figures" / "emis-follows.csv")
+    # m1 answers the words (follows text 1.0), m2 the voice (follows voice 1.0)
+    assert set(t[t["model"] == "m1"]["follows_text"]) == {1.0}
+    assert set(t[t["model"] == "m2"]["follows_voice"]) == {1.0}
+
+
+def test_emis_flag_and_bad_table(tmp_path, capsys):
+    from probes.cli import main
+
+    csv = _emis_like(tmp_path / "t.csv")
+    assert main(["figures", "--emis", str(csv), "--out", str(tmp_path / "o"), "--n-boot", "50"]) == 0
+    assert (tmp_path / "o" / "emis-follows.svg").exists()
+    pd.DataFrame({"a": [1]}).to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["figures", "--emis", str(tmp_path / "bad.csv")]) == 2
+    assert "not an EMIS result table" in capsys.readouterr().err
