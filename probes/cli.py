@@ -236,8 +236,13 @@ def cmd_score(args) -> int:
 def cmd_report(args) -> int:
     from probes.report import write_report
 
+    if args.out and len(args.runs) > 1 and Path(args.out).suffix == ".html":
+        raise CLIError("--out FILE.html takes one run; with several runs give --out a folder")
     for run in args.runs:
-        path = write_report(Path(run), out=Path(args.out) if args.out else None)
+        out = None
+        if args.out:
+            out = Path(args.out) if len(args.runs) == 1 else Path(args.out) / f"{Path(run).name}.html"
+        path = write_report(Path(run), out=out)
         print(f"report: {path}")
     return 0
 
