@@ -206,6 +206,9 @@ def run_probe(
     }
     store.write_manifest(json.loads(json.dumps(info, default=str)))
     todo = [it for it in items if not store.done(it.unit)]
+    prepare = getattr(model, "prepare", None)
+    if callable(prepare):
+        prepare(data)  # adapters that need corpus-level statistics first (FAS: per-speaker eGeMAPS)
     ctx = RunContext(seed=seed, batch_size=batch_size, strict=strict, too_long=too_long, progress=progress, run_dir=out)
     n_err = 0
     try:

@@ -1,0 +1,218 @@
+"""FAS as a workbench model: ``probe run PROBE --model fas --checkpoint CKPT --data MANIFEST``.
+
+Each arm is registered under its own name (``fas``, ``fas-concat``, ``fas-gated``,
+``fas-no-topk``, ``fas-no-queries``, ``fas-semantic-only``, ``fas-acoustic-only``); the
+checkpoint says which arm it holds, and a mismatch is an error rather than a silent swap.
+
+``predict`` featurises the waveform in ``Example.audio`` (the one the condition's interventions
+produced), keyed in the feature cache by a hash of its samples, so an intervened waveform never
+reads the clean file's features. The true-text pathway reads ``Example.transcript`` when an
+intervention set one, else the manifest text. eGeMAPS frames are z-scored per speaker as in
+training: with statistics over the manifest's clean audio from ``prepare(data)`` (run_probe calls it),
+else over the examples of that speaker in the batch (two or more), else with the training set's
+raw statistics (weaker; written into ``Prediction.extra["acoustic_norm"]``).
+
+Edits: ``Edit(kind="stream-ablate", span="acoustic"|"semantic", mode="zero"|"mean")`` replaces
+one input stream inside the forward pass by zeros or by its training-set mean.
+
+Rows carry ``attn_acoustic_mass`` (the queries' attention on acoustic tokens) for arms that have
+queries; with ``attributions=True`` also the captum acoustic shares (fas/instrument.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from probes.adapter import Adapter, Example, Prediction
+from probes.registry import MODELS
+
+
+class FASAdapter(Adapter):
+    """Shared implementation of the FAS arms."""
+
+    name: ClassVar[str] = "fas"
+    arm: ClassVar[str] = "fas"
+    weights: ClassVar[str] = "real"
+    needs_audio: ClassVar[bool] = True
+    max_seconds: ClassVar[float | None] = 30.0
+
+    def __init__(self, model, info: dict, *, attributions: bool = False, weights: str = "real", device: str = "cpu"):
+        from fas.features import PathwaySpec
+
+        self.model, self.info = model, info
+        self.weights = weights  # type: ignore[misc]
+        self.attributions = attributions
+        self.labels = tuple(model.cfg.labels)
+        pw = info.get("pathways", {})
+        self.specs = {"acoustic": PathwaySpec(pw.get("acoustic", "egemaps"), pw.get("acoustic_source")),
+                      "semantic": PathwaySpec(pw.get("semantic", "asr-minilm"), pw.get("semantic_source"))}
+        self._pathways: dict[str, Any] = {}
+        self._speaker_stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        raw = info.get("raw_acoustic_stats")
+        self._raw_stats = (np.asarray(raw[0], np.float32), np.asarray(raw[1], np.float32)) if raw else None
+
+    # construction ------------------------------------------------------------------------
+    @classmethod
+    def from_cli(cls, checkpoint: str | None = None, device: str | None = None, tiny: bool = False,
+                 attributions: bool = False, **_: Any) -> "FASAdapter":
+        if tiny:
+            return cls.tiny()
+        if not checkpoint:
+            raise FileNotFoundError(f"--model {cls.name} needs --checkpoint FOLDER; train one with `probe fas train`.")
+        from fas.train import load_checkpoint
+
+        model, info = load_checkpoint(checkpoint, device=device or "cpu")
+        if info.get("arm", "fas") != cls.arm:
+            from probes.registry import RegistryError
+
+            raise RegistryError(f"{checkpoint} holds the arm {info.get('arm')!r}, not {cls.arm!r}; use --model {info.get('arm')}")
+        return cls(model, info, attributions=attributions)
+
+    @classmethod
+    def tiny(cls) -> "FASAdapter":
+        """A tiny RANDOM-weight instance on cheap real pathways (eGeMAPS + true text): tests only."""
+        import torch
+
+        from fas.model import arm_config, FAS
+        from probes.labels import EMOTIONS
+
+        torch.manual_seed(0)
+        cfg = arm_config(cls.arm, d_aco=25, d_sem=384, d=16, n_heads=2, ffn=16, head_hidden=16, patch_sem=1,
+                         labels=EMOTIONS)
+        return cls(FAS(cfg).eval(), {"arm": cls.arm, "pathways": {"acoustic": "egemaps", "semantic": "text-minilm"}},
+                   weights="random")
+
+    def describe(self) -> dict:
+        return {**super().describe(), "arm": self.arm, "config": self.info.get("model"),
+                "pathways": {k: v.encoder_id for k, v in self.specs.items()}}
+
+    # normalisation -----------------------------------------------------------------------
+    def prepare(self, data) -> None:
+        """Per-speaker eGeMAPS statistics over the manifest's clean audio (through the cache)."""
+        if self.specs["acoustic"].name != "egemaps":
+            return
+        from fas.features import extract, item_for, speaker_stats
+
+        rows = list(data.rows())
+        items = [item_for(r, data.audio_path(i), self.specs["acoustic"]) for i, r in enumerate(rows)]
+        cache = extract(self.specs["acoustic"], items, workers=1, progress=False)
+        frames = {r["utt_id"]: cache.get(it.key)[0] for r, it in zip(rows, items)}
+        self._speaker_stats.update(speaker_stats(frames, {r["utt_id"]: r["speaker"] for r in rows}))
+
+    # features ----------------------------------------------------------------------------
+    def _pathway(self, which: str):
+        if which not in self._pathways:
+            from fas.features import build_pathway
+
+            self._pathways[which] = build_pathway(self.specs[which])
+        return self._pathways[which]
+
+    def _features(self, which: str, ex: Example) -> np.ndarray:
+        from fas.features import FeatureCache, text_hash, wav_hash
+
+        spec = self.specs[which]
+        if spec.needs_text:
+            text = ex.transcript if ex.transcript is not None else str(ex.row.get("text", ""))
+            key, wav = text_hash(text), None
+        else:
+            if ex.audio is None:
+                raise ValueError(f"{ex.utt_id}: FAS needs the waveform")
+            key, wav, text = wav_hash(ex.audio, ex.sr), ex.audio, None
+        cache = FeatureCache(spec.encoder_id, spec.layer)
+        got = cache.get(key)
+        if got is None:
+            frames, meta = self._pathway(which).compute(wav, ex.sr, text)
+            if frames.shape[0] == 0:
+                frames = np.zeros((1, frames.shape[1]), np.float32)
+            cache.put(key, frames, meta)
+            return frames
+        return got[0]
+
+    def _normalise(self, examples: Sequence[Example], raw: list[np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
+        from fas.features import normalise
+
+        if self.specs["acoustic"].name != "egemaps":
+            return raw, ["none"] * len(raw)
+        by_spk: dict[str, list[np.ndarray]] = {}
+        for ex, x in zip(examples, raw):
+            by_spk.setdefault(str(ex.row.get("speaker", "")), []).append(x)
+        out, how = [], []
+        for ex, x in zip(examples, raw):
+            spk = str(ex.row.get("speaker", ""))
+            if spk in self._speaker_stats:
+                st, h = self._speaker_stats[spk], "speaker"
+            elif len(by_spk[spk]) >= 2:
+                allx = np.concatenate(by_spk[spk], 0)
+                st, h = (allx.mean(0), allx.std(0) + 1e-6), "speaker-in-batch"
+            elif self._raw_stats is not None:
+                st, h = self._raw_stats, "training-set"
+            else:
+                st, h = (x.mean(0), x.std(0) + 1e-6), "utterance"
+            out.append(normalise(x, st))
+            how.append(h)
+        return out, how
+
+    # prediction --------------------------------------------------------------------------
+    def predict(self, examples: Sequence[Example]) -> list[Prediction]:
+        import torch
+
+        from fas.instrument import attention_split, attributions
+        from fas.train import collate
+
+        cfg = self.model.cfg
+        aco_raw = [self._features("acoustic", ex) for ex in examples]
+        aco, how = self._normalise(examples, aco_raw)
+        sem = [self._features("semantic", ex) for ex in examples]
+        preds: list[Prediction | None] = [None] * len(examples)
+        # examples with the same stream ablation go through the model together
+        groups: dict[tuple, list[int]] = {}
+        for i, ex in enumerate(examples):
+            groups.setdefault(_ablation(ex), []).append(i)
+        for abl, idx in groups.items():
+            batch = collate([aco[i] for i in idx], [sem[i] for i in idx])
+            with torch.no_grad():
+                out = self.model(**batch, ablate=dict(abl) or None)
+            probs = torch.softmax(out.logits, -1).numpy()
+            extra_cols: dict[str, np.ndarray] = {}
+            if out.attn is not None:
+                a, _ = attention_split(out.attn, cfg.k_aco)
+                extra_cols["attn_acoustic_mass"] = a.numpy()
+            if self.attributions and cfg.streams == "both" and not abl:
+                extra_cols.update(attributions(self.model, batch, out.logits.argmax(-1)))
+            for j, i in enumerate(idx):
+                p = probs[j]
+                extra = {k: round(float(v[j]), 6) for k, v in extra_cols.items()}
+                extra["acoustic_norm"] = how[i]
+                preds[i] = Prediction(label=self.labels[int(p.argmax())],
+                                      probs={l: float(v) for l, v in zip(self.labels, p)}, extra=extra)
+        return preds  # type: ignore[return-value]
+
+
+def _ablation(ex: Example) -> tuple:
+    out = {}
+    for e in ex.edits:
+        if e.kind != "stream-ablate":
+            raise ValueError(f"FAS supports the edit kind 'stream-ablate' only, not {e.kind!r}")
+        if e.span not in ("acoustic", "semantic"):
+            raise ValueError(f"stream-ablate span {e.span!r}: FAS has the streams 'acoustic' and 'semantic'")
+        if e.mode not in ("zero", "mean"):
+            raise ValueError(f"stream-ablate mode {e.mode!r}: use 'zero' or 'mean'")
+        out[e.span] = e.mode
+    return tuple(sorted(out.items()))
+
+
+def _register(name: str, doc: str) -> type:
+    cls = type(name.replace("-", "_").title().replace("_", ""), (FASAdapter,), {"name": name, "arm": name, "__doc__": doc})
+    cls.__module__ = __name__
+    return MODELS.register(name)(cls)
+
+
+FAS_MODEL = _register("fas", "FAS: Top-K acoustic + semantic tokens fused by 2 learnable queries (needs --checkpoint).")
+FAS_CONCAT = _register("fas-concat", "FAS arm: mean-pooled streams concatenated into an MLP (needs --checkpoint).")
+FAS_GATED = _register("fas-gated", "FAS arm: gated multimodal unit over the pooled streams (needs --checkpoint).")
+FAS_NO_TOPK = _register("fas-no-topk", "FAS arm: random tokens instead of the highest-norm ones (needs --checkpoint).")
+FAS_NO_QUERIES = _register("fas-no-queries", "FAS arm: kept tokens pooled directly, no learnable queries (needs --checkpoint).")
+FAS_SEMANTIC_ONLY = _register("fas-semantic-only", "Baseline: semantic stream only, mean-pooled, two-layer classifier (needs --checkpoint).")
+FAS_ACOUSTIC_ONLY = _register("fas-acoustic-only", "Baseline: acoustic stream only, mean-pooled, two-layer classifier (needs --checkpoint).")

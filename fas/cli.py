@@ -1,0 +1,131 @@
+"""``probe fas train | eval | experiment``. Cheap to import: torch loads inside the commands.
+
+  probe fas train --data MANIFEST --out CKPT [--arm fas] [--acoustic egemaps] [--semantic asr-minilm]
+  probe fas eval --checkpoint CKPT --data MANIFEST [--split test] [--conflict-only]   (zero-shot: another manifest)
+  probe fas experiment --data MANIFEST --out RUNDIR [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+
+
+ARM_NAMES = ("fas", "fas-concat", "fas-gated", "fas-no-topk", "fas-no-queries", "fas-semantic-only", "fas-acoustic-only")
+PATHWAYS = ("egemaps", "encodec", "dac", "mimi", "vibevoice", "xcodec2", "mingtok", "asr-minilm", "text-minilm", "whisper", "clap")
+
+
+def _train_config(args):
+    from fas.train import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from probes.data.manifest import Manifest
+
+    from fas.train import load_streams, save_checkpoint, train_arm, write_curve
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = Manifest.read(args.data)
+    streams = load_streams(data, args.acoustic, args.semantic, acoustic_source=args.acoustic_source,
+                           semantic_source=args.semantic_source, workers=args.workers, progress=not args.quiet)
+    split = list(data.df["split"])
+    tr = [i for i, s in enumerate(split) if s == args.split] or list(range(len(data)))
+    dev = [i for i, s in enumerate(split) if s == "dev"]
+    model, curve, extra = train_arm(args.arm, streams.subset(tr), _train_config(args),
+                                    dev=streams.subset(dev) if dev else None, acoustic=args.acoustic,
+                                    semantic=args.semantic, progress=not args.quiet)
+    extra["pathways"].update(acoustic_source=args.acoustic_source, semantic_source=args.semantic_source)
+    extra["data"], extra["data_sha256"] = str(data.source), data.sha256()
+    out = save_checkpoint(model, args.out, extra=extra)
+    write_curve(curve, out / "loss_curve.csv")
+    print(f"checkpoint: {out}  ({len(tr)} training items, final train loss {curve[-2 if dev else -1]['loss']:.4f})")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from probes.data.manifest import Manifest
+
+    from fas.train import evaluate, load_checkpoint, load_streams
+
+    model, info = load_checkpoint(args.checkpoint)
+    pw = info.get("pathways", {})
+    data = Manifest.read(args.data)
+    # features (and the per-speaker eGeMAPS statistics) over the whole manifest, then the subset
+    streams = load_streams(data, pw.get("acoustic", "egemaps"), pw.get("semantic", "asr-minilm"),
+                           acoustic_source=pw.get("acoustic_source"), semantic_source=pw.get("semantic_source"),
+                           workers=args.workers, progress=not args.quiet)
+    keep = [i for i, r in enumerate(data.rows())
+            if (not args.split or r["split"] == args.split) and (not args.conflict_only or r["congruent"] == "false")]
+    streams = streams.subset(keep)
+    res = evaluate(model, streams, n_boot=args.n_boot)
+    if args.json:
+        print(json.dumps(res, indent=2, default=float))
+        return 0
+    print(f"{info.get('arm', 'fas')} on {args.data} ({len(streams)} items; labels {', '.join(model.cfg.labels)})")
+    for k in ("accuracy", "uar", "macro_f1", "follows_voice", "follows_text"):
+        v, ci = res.get(k), res.get(f"{k}_ci") or [None, None]
+        print(f"  {k:14s} " + ("-" if v is None or v != v else f"{v:.3f}  [{ci[0]:.3f}, {ci[1]:.3f}]"))
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    from fas.experiment import ABLATION_ARMS, MAIN_ARMS, run_experiment
+    from fas.train import TrainConfig
+
+    tc = TrainConfig(epochs=args.epochs if args.epochs is not None else (15 if args.quick else 40),
+                     batch_size=args.batch_size, seed=args.seed)
+    arms = MAIN_ARMS + (ABLATION_ARMS if args.ablations else ())
+    out = run_experiment(args.data, args.out, tc=tc, arms=arms, size=args.size, workers=args.workers,
+                         n_boot=args.n_boot, progress=not args.quiet, threads=args.threads)
+    print((out / "results.md").read_text())
+    print(f"run folder: {out}")
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("fas", help="the FAS fusion model: train, evaluate, run the conflict experiment")
+    sub = p.add_subparsers(dest="fas_cmd", required=True)
+
+    def common(s, epochs_default: int | None = 100, batch_default: int = 32):
+        s.add_argument("--data", required=True, help="manifest CSV (or its folder)")
+        s.add_argument("--workers", type=int, default=2, help="processes for feature extraction")
+        s.add_argument("--seed", type=int, default=42)
+        s.add_argument("--epochs", type=int, default=epochs_default)
+        s.add_argument("--batch-size", type=int, default=batch_default)
+        s.add_argument("--threads", type=int, default=1, help="torch threads for training (0: torch's default)")
+        s.add_argument("--quiet", action="store_true")
+
+    s = sub.add_parser("train", help="train one arm on a manifest's train split; writes a checkpoint folder")
+    common(s, epochs_default=40)
+    s.add_argument("--out", required=True, help="checkpoint folder (model.safetensors + config.json)")
+    s.add_argument("--arm", choices=ARM_NAMES, default="fas")
+    s.add_argument("--split", default="train", help="rows used for training (all rows if the split is empty)")
+    s.add_argument("--acoustic", choices=PATHWAYS, default="egemaps")
+    s.add_argument("--semantic", choices=PATHWAYS, default="asr-minilm")
+    s.add_argument("--acoustic-source", help="hub id or folder for a transformers acoustic encoder")
+    s.add_argument("--semantic-source", help="hub id or folder for a transformers semantic encoder")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("eval", help="score a checkpoint on a manifest (in-domain or zero-shot)")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--split", help="only this split (e.g. test); default all rows")
+    s.add_argument("--conflict-only", action="store_true")
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--n-boot", type=int, default=1000)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("experiment", help="0/20/50 %% conflict mixes x arms, tested on held-out conflict items")
+    common(s, epochs_default=None)
+    s.add_argument("--out", required=True, help="run folder")
+    s.add_argument("--size", type=int, help="training items per mix (default: the largest all mixes allow)")
+    s.add_argument("--n-boot", type=int, default=500)
+    s.add_argument("--ablations", action="store_true", help="also train FAS w/o Top-K and w/o queries")
+    s.add_argument("--quick", action="store_true", help="fewer epochs")
+    s.set_defaults(func=cmd_experiment)

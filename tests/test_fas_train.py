@@ -1,0 +1,143 @@
+"""FAS training, checkpoints, instrumentation, the experiment, and the adapter through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models train several times faster on one thread of a shared 2-core CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+from fas.model import arm_config
+from fas.train import TrainConfig, collate, load_checkpoint, predict_streams, save_checkpoint, train_model
+
+SMALL = dict(d=32, n_heads=4, ffn=32, head_hidden=16, patch_sem=1, k_aco=4, k_sem=4)
+
+
+@pytest.fixture(scope="module")
+def trained(fas_toy):
+    from tests.fixtures.fas import TOY_LABELS
+
+    cfg = arm_config("fas", d_aco=6, d_sem=10, labels=TOY_LABELS, dropout=0.1, **SMALL)
+    model, curve = train_model(cfg, fas_toy, TrainConfig(epochs=25, batch_size=16, lr=3e-3), dev=fas_toy.subset(range(16)))
+    return model, curve
+
+
+def test_training_reduces_loss_and_learns_the_toy_problem(trained, fas_toy):
+    model, curve = trained
+    train = [r["loss"] for r in curve if r["split"] == "train"]
+    assert train[-1] < 0.5 * train[0]
+    pred, probs = predict_streams(model, fas_toy)
+    assert np.mean(np.array(pred) == np.array(fas_toy.acoustic_label)) > 0.9
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert set(pd.DataFrame(curve).columns) == {"arm", "epoch", "split", "loss"}
+    assert {r["split"] for r in curve} == {"train", "dev"}
+
+
+def test_checkpoint_round_trip_gives_the_same_logits(trained, fas_toy, tmp_path):
+    model, _ = trained
+    folder = save_checkpoint(model, tmp_path / "ck", extra={"arm": "fas"})
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    loaded, info = load_checkpoint(folder)
+    batch = collate(fas_toy.aco[:8], fas_toy.sem[:8])
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, loaded(**batch).logits)
+    assert torch.equal(model.mean_aco, loaded.mean_aco)             # stream means travel with the weights
+    assert info["model"]["labels"] == list(model.cfg.labels)
+    with pytest.raises(FileNotFoundError, match="probe fas train"):
+        load_checkpoint(tmp_path / "missing")
+
+
+def test_instrumentation_per_utterance(trained, fas_toy):
+    from fas.instrument import inspect
+
+    model, _ = trained
+    batch = collate(fas_toy.aco[:4], fas_toy.sem[:4])
+    rows = inspect(model, batch, frame_rates=(100.0, None), with_attributions=True)
+    for r, x in zip(rows, fas_toy.aco[:4]):
+        assert abs(r["attn_acoustic_mass"] + r["attn_semantic_mass"] - 1) < 1e-5
+        assert r["kept_acoustic"] == sorted(r["kept_acoustic"]) and len(r["kept_acoustic"]) == 4
+        lo, hi = r["kept_acoustic_s"][0]
+        assert hi - lo == pytest.approx(0.01 * model.cfg.patch_aco)  # patch of 5 frames at 100 frames/s
+        assert r["kept_semantic_s"] is None                           # token streams have no time axis
+        assert 0 <= r["ig_acoustic_share"] <= 1 and 0 <= r["ablation_acoustic_share"] <= 1
+        assert r["fused"].shape == (model.cfg.d,)
+    # the toy label lives in the acoustic stream: a trained model's attribution leans acoustic
+    assert np.mean([r["ablation_acoustic_share"] for r in rows]) > 0.5
+
+
+def test_experiment_writes_one_table_beside_the_acoustic_baseline(tiny_manifest, fas_cache, tmp_path):
+    from fas.experiment import run_experiment
+
+    arms = (("acoustic-only", "fas-acoustic-only", "text-minilm"), ("fas[text]", "fas", "text-minilm"))
+    out = run_experiment(tiny_manifest, tmp_path / "run", mixes=(0.0, 0.5), arms=arms, workers=1,
+                         tc=TrainConfig(epochs=2, batch_size=4), n_boot=20, progress=False)
+    res = pd.read_csv(out / "results.csv")
+    assert len(res) == 4 and set(res["arm"]) == {"acoustic-only", "fas[text]"}
+    assert set(res["n_test"]) == {2} and set(res["n_train"]) == {4}  # fixed training size across mixes
+    assert res.loc[res["arm"] == "fas[text]", "attn_acoustic_mass"].between(0, 1).all()
+    curve = pd.read_csv(out / "loss_curve.csv")
+    assert list(curve.columns) == ["arm", "epoch", "split", "loss"]
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["seed"] == 42 and "git_sha" in man and "versions" in man
+    assert "follows-text" in (out / "results.md").read_text()
+    assert (out / "checkpoints").is_dir()
+
+
+def test_cli_predict_with_a_trained_checkpoint(fas_checkpoint, tiny_manifest, tmp_path):
+    from probes.cli import main
+    from probes.store import read_rows
+
+    out = tmp_path / "run"
+    rc = main(["run", "predict", "--model", "fas", "--checkpoint", str(fas_checkpoint), "--data", str(tiny_manifest),
+               "--out", str(out), "--quiet", "--strict"])
+    assert rc == 0
+    rows = read_rows(out)
+    assert len(rows) == 8 and rows["pred"].notna().all()
+    assert rows["attn_acoustic_mass"].between(0, 1).all()
+    assert json.loads((out / "manifest.json").read_text())["weights"] == "real"
+    # the wrong arm name for this checkpoint is an error, not a silent swap
+    assert main(["run", "predict", "--model", "fas-concat", "--checkpoint", str(fas_checkpoint), "--data",
+                 str(tiny_manifest), "--out", str(tmp_path / "r2"), "--quiet"]) == 2
+
+
+def test_adapter_uses_the_intervened_waveform_and_stream_ablate(fas_checkpoint, tiny_manifest):
+    from probes.adapter import Edit, Example
+    from probes.audio import load_audio
+    from probes.data.manifest import Manifest
+
+    from fas.adapter import FASAdapter
+
+    m = Manifest.read(tiny_manifest)
+    ad = FASAdapter.from_cli(checkpoint=str(fas_checkpoint))
+    ad.prepare(m)
+    ex = [Example(u, m.row(u), audio=load_audio(m.audio_path(u))) for u in ("utt00", "utt01")]
+    base = ad.predict(ex)
+    assert {p.extra["acoustic_norm"] for p in base} == {"speaker"}
+    quiet = ad.predict([e.with_(audio=e.audio * 0.1) for e in ex])      # an audio-side intervention
+    assert any(abs(quiet[i].probs[l] - base[i].probs[l]) > 1e-6 for i in range(2) for l in ad.labels)
+    for span in ("acoustic", "semantic"):
+        abl = ad.predict([e.with_(edits=(Edit("stream-ablate", span=span, mode="zero"),)) for e in ex])
+        assert any(abs(abl[i].probs[l] - base[i].probs[l]) > 1e-6 for i in range(2) for l in ad.labels)
+
+
+def test_every_arm_is_registered_and_needs_a_checkpoint():
+    from probes.registry import MODELS, summary
+
+    from fas.model import ARMS
+
+    for arm in ARMS:
+        cls = MODELS[arm]
+        assert summary(cls)
+        with pytest.raises(FileNotFoundError, match="probe fas train"):
+            cls.from_cli()
