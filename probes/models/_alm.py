@@ -66,6 +66,30 @@ class AudioDroppedError(RuntimeError):
 
 NO_HUB = "no model hub here: pass --model-path DIR with the weights, or --tiny"
 
+# nnsight runs a ``with nm.trace(...)`` block by reading the block's source text and looking it up
+# at the line number of the running frame. It reads a file's text lazily, at the first trace in
+# the process, and never again. If this file is saved between the import and that first trace
+# (an edit while a run is starting), the running code's line numbers are looked up in a different
+# text and every trace of the process fails with ``WithBlockNotFoundError``. So the text is read
+# here, at import, when it is the text the running code was compiled from, and handed to nnsight
+# before each trace (``_pin_trace_source``): the traces keep working whatever happens on disk.
+_TRACE_FILE = (lambda: None).__code__.co_filename
+try:
+    _TRACE_SOURCE: str | None = Path(_TRACE_FILE).read_text(encoding="utf-8")
+except OSError:  # no source on disk (a zip, bytecode only): nnsight will say so itself
+    _TRACE_SOURCE = None
+
+
+def _pin_trace_source() -> None:
+    """Make nnsight read this module's traces from the source it was imported from (see above)."""
+    if _TRACE_SOURCE is None:
+        return
+    try:
+        from nnsight.tracing.globals import SOURCES
+    except ImportError:  # an nnsight without the cache reads the file itself
+        return
+    SOURCES[_TRACE_FILE] = _TRACE_SOURCE
+
 
 @dataclass
 class Batch:
@@ -254,11 +278,16 @@ class ALMAdapter(Adapter):
         return self.module("unembed").weight.dtype
 
     def nnsight(self):
-        """The model wrapped once in ``nnsight.NNsight``; trace it with ``**self.forward_kwargs(batch)``."""
+        """The model wrapped once in ``nnsight.NNsight``; trace it with ``**self.forward_kwargs(batch)``.
+
+        Every trace of this module is opened right after this call, which pins the module's source
+        for nnsight (``_pin_trace_source``), so an edit of the file during a run cannot break them.
+        """
         if self._nn is None:
             from nnsight import NNsight
 
             self._nn = NNsight(self.model)
+        _pin_trace_source()
         return self._nn
 
     # ------------------------------------------------------------------ audio
@@ -457,7 +486,8 @@ class ALMAdapter(Adapter):
             src = layer_out[(e.source, e.layer, span)]
             if src.shape != cur.shape:
                 raise ValueError(f"cannot patch span {span!r} of {e.source} ({src.shape[0]} tokens) into "
-                                 f"{batch.utt_ids[i]} ({cur.shape[0]} tokens): spans must have equal length")
+                                 f"{batch.utt_ids[i]} ({cur.shape[0]} tokens): spans must have equal length"
+                                 + (" (adapter.patch(..., align='time') resamples it along time)" if span == "audio" else ""))
             return src.to(cur.dtype)
         raise NotImplementedError(f"{self.name}: edit kind {e.kind!r} is not implemented by ALM adapters")
 
@@ -605,19 +635,29 @@ class ALMAdapter(Adapter):
         """Answer-position logits with a span zeroed / mean-replaced at a layer, through nnsight. # [b, vocab]"""
         return self._traced_edit(examples, Edit(kind="ablate", span=span, layer=layer, mode=mode), None)
 
-    def patch(self, target: Sequence[Example], source: Sequence[Example], layer: int | str, span: str = "audio") -> torch.Tensor:
+    def patch(self, target: Sequence[Example], source: Sequence[Example], layer: int | str, span: str = "audio",
+              *, align: str = "exact") -> torch.Tensor:
         """Answer-position logits of ``target`` with ``span`` at ``layer`` copied from ``source`` (paired rows).
 
-        The spans must have equal length (equal-duration audio for the ``audio`` span). # [b, vocab]
+        ``align="exact"``: the spans must have equal length (equal-duration audio for the
+        ``audio`` span), else ValueError. ``align="time"``: an ``audio`` span of another length
+        is resampled along time onto the target's, nearest neighbour with the spans' ends aligned
+        (``time_align``; the identity when the lengths are equal, so A into A stays exact); text
+        spans must still match. # [b, vocab]
         """
         if len(target) != len(source):
             raise ValueError("patch: target and source must pair up row by row")
+        if align not in ("exact", "time"):
+            raise ValueError(f"patch align {align!r}: use 'exact' or 'time'")
         caps = self.capture(source, layer, span)
-        return self._traced_edit(target, Edit(kind="patch", span=span, layer=layer, source="__paired__"), caps)
+        return self._traced_edit(target, Edit(kind="patch", span=span, layer=layer, source="__paired__"), caps,
+                                 align_time=align == "time" and span == "audio")
 
-    def _traced_edit(self, examples, e: Edit, caps) -> torch.Tensor:
+    def _traced_edit(self, examples, e: Edit, caps, *, align_time: bool = False) -> torch.Tensor:
         batch = self.encode(examples)
         pos = [_span_pos(batch, i, e.span) for i in range(len(batch.spans))]
+        if caps and align_time:
+            caps = [c if c.shape[0] in (len(p), 0) else c[time_align(len(p), c.shape[0])] for c, p in zip(caps, pos)]
         kw = self.forward_kwargs(batch)
         if e.layer == "input":
             emb = batch.embeds.clone()
@@ -900,6 +940,21 @@ def _span_pos(batch: Batch, i: int, span: str) -> torch.Tensor:
     if span not in sp:
         raise KeyError(f"span {span!r} unknown; spans: all, {', '.join(sorted(sp))}")
     return torch.as_tensor(sp[span], dtype=torch.long)
+
+
+def time_align(n_target: int, n_source: int) -> torch.Tensor:
+    """Source position for each target position of two spans along the same time axis. # [n_target]
+
+    Nearest neighbour with the spans' ends aligned: target position ``j`` covers the fraction
+    ``(j + 1/2) / n_target`` of its span and takes the source position nearest to that fraction,
+    ``floor((j + 1/2) * n_source / n_target)``. The identity when the lengths are equal; every
+    value is a real source activation (no blend of two positions, which a residual stream need
+    not contain).
+    """
+    if n_target < 0 or n_source <= 0:
+        raise ValueError(f"time_align: cannot map {n_source} source positions onto {n_target}")
+    j = torch.arange(n_target)
+    return ((2 * j + 1) * n_source) // (2 * n_target)
 
 
 def _first(o):
