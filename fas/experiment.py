@@ -111,7 +111,7 @@ def run_experiment(
     store = RunStore(out)
     store.write_manifest({
         "probe": "fas-experiment", "probe_kind": "predictions", "model": {"name": "fas", "weights": "real"},
-        "weights": "real", "data": str(data.source), "data_sha256": data.sha256(), "seed": tc.seed,
+        "weights": "real", "data": str(data.source), "data_sha256": data.sha256(), "n_utterances": len(data), "seed": tc.seed,
         "config": {"mixes": list(mixes), "arms": [list(a) for a in arms], "train": asdict(tc), "size": size,
                    "test": "conflict items of the test split (held-out speakers and sentences)",
                    "acoustic": "egemaps LLD, per-speaker z-score", "n_boot": n_boot, "threads": threads},

@@ -63,7 +63,8 @@ def fmt(v: Any) -> str:
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, float):
-        return f"{v:.3f}"
+        # rates get three decimals; small settings (lr 2e-4) keep their significant digits
+        return f"{v:.3f}" if v == 0 or abs(v) >= 0.01 else f"{v:.3g}"
     return str(v)
 
 
