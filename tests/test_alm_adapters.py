@@ -205,5 +205,9 @@ def test_no_hub_error_is_clear(monkeypatch):
     from probes.registry import MODELS
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError, match="no model hub here: pass --model-path DIR with the weights, or --tiny"):
+    # no weights named: refused at once, nothing is downloaded
+    with pytest.raises(ModelLoadError, match="needs --model-path.*Qwen/Qwen2-Audio-7B-Instruct.*--tiny"):
         MODELS["qwen2-audio"].from_cli()
+    # a hub id on a machine with no hub
+    with pytest.raises(ModelLoadError, match="no model hub here: pass --model-path DIR with the weights, or --tiny"):
+        MODELS["qwen2-audio"].from_cli(model_path="Qwen/Qwen2-Audio-7B-Instruct")

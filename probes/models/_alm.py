@@ -180,7 +180,13 @@ class ALMAdapter(Adapter):
         answer_mode = answer_mode or "closed"
         if tiny:
             return cls.tiny(answer_mode=answer_mode)
-        path = model_path or cls.hub_id
+        if not model_path:
+            # Nothing downloads unless the user names the weights: the hub id is a suggestion only.
+            raise ModelLoadError(
+                f"{cls.name} needs --model-path: a local folder with the weights, or a hub id such as "
+                f"{cls.hub_id} (downloads only where a hub is reachable); --tiny gives a random-weight test instance"
+            )
+        path = model_path
         local = Path(path).expanduser()
         kw = _load_kwargs(device, dtype, trust_remote_code)
         try:
