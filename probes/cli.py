@@ -210,7 +210,7 @@ def cmd_score(args) -> int:
         for f in args.filter:
             k, v = f.split("=", 1)
             df = df[df[k].astype(str) == v]
-    from probes.labels import CANONICAL, canonical, LabelError
+    from probes.labels import LabelError, canonical
 
     for c in (cols["acoustic"], cols["semantic"]):
         try:

@@ -162,6 +162,33 @@ def batched(xs: Sequence, n: int) -> Iterator[Sequence]:
         yield xs[i : i + n]
 
 
+def read_rows(model: "Adapter", data: "Manifest", items: Sequence["WorkItem"], ctx: "RunContext", template: str,
+              to_rows: Callable[["WorkItem", "Example", Any], list[dict]], **read_kw: Any):
+    """The shared ``execute`` loop: examples -> ``inside_read(**read_kw)`` in batches -> rows.
+
+    Yields (item, rows) or (item, Exception): a bad file or a failing batch becomes error rows for
+    exactly the units it touched, never the end of the run.
+    """
+    m = inspectable(model)
+    pairs = list(make_examples(model, data, items, ctx, template))
+    for it, e in pairs:
+        if isinstance(e, Exception):
+            yield it, e
+    good = [(it, e) for it, e in pairs if not isinstance(e, Exception)]
+    for chunk in batched(good, ctx.batch_size):
+        try:
+            reads = m.inside_read([e for _, e in chunk], **read_kw)
+        except Exception as err:
+            for it, _ in chunk:
+                yield it, err
+            continue
+        for (it, ex), r in zip(chunk, reads):
+            try:
+                yield it, to_rows(it, ex, r)
+            except Exception as err:
+                yield it, err
+
+
 def label_columns(row: dict) -> dict:
     """The manifest columns every inside row carries, so figures can group without a join."""
     return {c: row.get(c, "") for c in LABEL_COLUMNS}
@@ -376,27 +403,15 @@ def execute_features(probe, model: "Adapter", data: "Manifest", items: Sequence[
                          f"(it has {', '.join(info.pools)}); pass --set pools=[...]")
     if ctx.run_dir is None:
         raise RuntimeError(f"{probe.name} writes feature files and needs the run folder (RunContext.run_dir)")
-    pairs = list(make_examples(model, data, items, ctx, template))
-    for it, e in pairs:
-        if isinstance(e, Exception):
-            yield it, e
-    good = [(it, e) for it, e in pairs if not isinstance(e, Exception)]
-    for chunk in batched(good, ctx.batch_size):
-        try:
-            reads = m.inside_read([e for _, e in chunk], pools=pools)
-        except Exception as err:
-            for it, _ in chunk:
-                yield it, err
-            continue
-        for (it, ex), r in zip(chunk, reads):
-            try:
-                arrays = {p: np.asarray(r.pooled[p]) for p in pools}
-                rel = write_unit_features(ctx.run_dir, it.unit, arrays, dtype=dtype)
-                shapes = {p: list(a.shape) for p, a in arrays.items()}
-                yield it, [{"utt_id": it.utt_id, "condition": it.condition, **label_columns(ex.row),
-                            "features": rel, "pools": list(pools), "shapes": shapes}]
-            except Exception as err:
-                yield it, err
+
+    def to_rows(it, ex, r):
+        arrays = {p: np.asarray(r.pooled[p]) for p in pools}
+        rel = write_unit_features(ctx.run_dir, it.unit, arrays, dtype=dtype)
+        shapes = {p: list(a.shape) for p, a in arrays.items()}
+        return [{"utt_id": it.utt_id, "condition": it.condition, **label_columns(ex.row),
+                 "features": rel, "pools": list(pools), "shapes": shapes}]
+
+    yield from read_rows(model, data, items, ctx, template, to_rows, pools=pools)
 
 
 # ---------------------------------------------------------------------------------- bridges

@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probes.library._inside import (batched, inspectable, label_columns, make_examples, require, span_mass,
-                                    with_other)
+from probes.library._inside import inspectable, label_columns, read_rows, require, span_mass, with_other
 from probes.probe import Probe, WorkItem
 from probes.registry import PROBES
 
@@ -54,22 +53,8 @@ class AttentionShare(Probe):
     def execute(self, model, data, items, ctx):
         m = inspectable(model)
         require(m, "attention", self.name)
-        pairs = list(make_examples(model, data, items, ctx, self.template))
-        for bad in [(it, e) for it, e in pairs if isinstance(e, Exception)]:
-            yield bad
-        good = [(it, e) for it, e in pairs if not isinstance(e, Exception)]
-        for chunk in batched(good, ctx.batch_size):
-            try:
-                reads = m.inside_read([e for _, e in chunk], attention=True)
-            except Exception as err:
-                for it, _ in chunk:
-                    yield it, err
-                continue
-            for (it, ex), r in zip(chunk, reads):
-                try:
-                    yield it, rows_for(r, ex.row, it.condition)
-                except Exception as err:
-                    yield it, err
+        yield from read_rows(model, data, items, ctx, self.template,
+                             lambda it, ex, r: rows_for(r, ex.row, it.condition), attention=True)
 
     def summarize(self, run_dir: Path) -> dict:
         from probes.store import read_errors, read_rows

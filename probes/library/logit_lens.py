@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probes.library._inside import batched, inspectable, label_columns, make_examples, require, softmax
+from probes.library._inside import inspectable, label_columns, read_rows, require, softmax
 from probes.probe import Probe, WorkItem
 from probes.registry import PROBES
 
@@ -51,23 +51,8 @@ class LogitLens(Probe):
         m = inspectable(model)
         require(m, "lens", self.name)
         labels = tuple(m.labels)
-        pairs = list(make_examples(model, data, items, ctx, self.template))
-        for it, e in pairs:
-            if isinstance(e, Exception):
-                yield it, e
-        good = [(it, e) for it, e in pairs if not isinstance(e, Exception)]
-        for chunk in batched(good, ctx.batch_size):
-            try:
-                reads = m.inside_read([e for _, e in chunk], lens=True)
-            except Exception as err:
-                for it, _ in chunk:
-                    yield it, err
-                continue
-            for (it, ex), r in zip(chunk, reads):
-                try:
-                    yield it, lens_rows(r.lens, labels, ex.row, it.utt_id, it.condition)
-                except Exception as err:
-                    yield it, err
+        yield from read_rows(model, data, items, ctx, self.template,
+                             lambda it, ex, r: lens_rows(r.lens, labels, ex.row, it.utt_id, it.condition), lens=True)
 
     def summarize(self, run_dir: Path) -> dict:
         from probes.store import read_errors, read_rows
