@@ -86,6 +86,19 @@ def cmd_experiment(args) -> int:
     return 0
 
 
+def cmd_sweep_nq(args) -> int:
+    from fas.experiment import run_nq_sweep
+    from fas.train import TrainConfig
+
+    tc = TrainConfig(epochs=args.epochs if args.epochs is not None else 40, batch_size=args.batch_size, seed=args.seed)
+    values = [int(v) for v in args.values.split(",")]
+    out = run_nq_sweep(args.data, args.out, n_queries=values, mix=args.mix, semantic=args.semantic, tc=tc,
+                       size=args.size, workers=args.workers, n_boot=args.n_boot, progress=not args.quiet,
+                       threads=args.threads)
+    print(f"run folder: {out} (nq_ablation.csv; draw it with `probe figures {out}`)")
+    return 0
+
+
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("fas", help="the FAS fusion model: train, evaluate, run the conflict experiment")
     sub = p.add_subparsers(dest="fas_cmd", required=True)
@@ -129,3 +142,13 @@ def add_commands(subparsers) -> None:
     s.add_argument("--ablations", action="store_true", help="also train FAS w/o Top-K and w/o queries")
     s.add_argument("--quick", action="store_true", help="fewer epochs")
     s.set_defaults(func=cmd_experiment)
+
+    s = sub.add_parser("sweep-nq", help="FAS trained with several numbers of learnable queries N_q (ablation curve)")
+    common(s, epochs_default=None)
+    s.add_argument("--out", required=True, help="run folder")
+    s.add_argument("--values", default="1,2,4,8", help="comma-separated N_q values")
+    s.add_argument("--mix", type=float, default=0.0, help="share of conflict items in training")
+    s.add_argument("--semantic", choices=PATHWAYS, default="asr-minilm")
+    s.add_argument("--size", type=int, help="training items (default: as many as the mix allows)")
+    s.add_argument("--n-boot", type=int, default=500)
+    s.set_defaults(func=cmd_sweep_nq)

@@ -214,3 +214,68 @@ def write_tables(results: list[dict], out: Path) -> None:
     head = (f"Tested on {n['n_test']} conflict items of held-out speakers and sentences; {n['n_train']} training items "
             "per mix. Scores against the acoustic label; follows-* on conflict items; 95 % bootstrap intervals.\n\n")
     (out / "results.md").write_text(head + "\n".join(lines) + "\n")
+
+
+def run_nq_sweep(
+    data_path: str | Path,
+    out: str | Path,
+    *,
+    n_queries: Sequence[int] = (1, 2, 4, 8),
+    mix: float = 0.0,
+    semantic: str = "asr-minilm",
+    tc: TrainConfig = TrainConfig(epochs=40, batch_size=32),
+    size: int | None = None,
+    workers: int = 2,
+    n_boot: int = 500,
+    progress: bool = True,
+    threads: int | None = 1,
+) -> Path:
+    """The ablation over the number of learnable queries N_q (the FAS paper's Figure 4).
+
+    Trains FAS once per N_q on the same training items (``mix`` share of conflict items) and scores
+    it on the conflict items of the test split. Writes ``nq_ablation.csv`` (``n_q, metric, value``,
+    the format ``probes.plots.ablation_curve`` draws), ``loss_curve.csv`` and ``manifest.json``.
+    """
+    import pandas as pd
+    import torch
+
+    from probes.data.manifest import Manifest
+    from probes.store import RunStore
+
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out)
+    data = Manifest.read(data_path)
+    st = load_streams(data, "egemaps", semantic, workers=workers, progress=progress)
+    split = np.array(data.df["split"])
+    conflict = np.array(data.df["congruent"]) == "false"
+    tr_idx = np.where(split == "train")[0].tolist()
+    te_idx = np.where((split == "test") & conflict)[0].tolist()
+    if not tr_idx or not te_idx:
+        raise ValueError(f"{data_path}: needs a train split and conflict items in the test split")
+    size = size or largest_size(st.subset(tr_idx), (mix,))
+    train = st.subset(mix_indices(st.subset(tr_idx), mix, size, tc.seed))
+    test = st.subset(te_idx)
+    store = RunStore(out)
+    store.write_manifest({
+        "probe": "fas-nq-sweep", "probe_kind": "sweep", "model": {"name": "fas", "weights": "real"},
+        "weights": "real", "data": str(data.source), "data_sha256": data.sha256(), "n_utterances": len(data),
+        "seed": tc.seed, "config": {"n_queries": list(n_queries), "mix": mix, "semantic": semantic,
+                                    "train": asdict(tc), "size": size, "n_boot": n_boot},
+    })
+    store.close()
+    curve_path = out / "loss_curve.csv"
+    if curve_path.exists():
+        curve_path.unlink()
+    rows = []
+    for nq in n_queries:
+        model, curve, _ = train_arm("fas", train, tc, semantic=semantic, overrides={"n_queries": int(nq)})
+        write_curve([{**r, "arm": f"N_q={nq}"} for r in curve], curve_path)
+        sc = evaluate(model, test, n_boot=n_boot, seed=tc.seed)
+        for metric in ("accuracy", "uar", "macro_f1", "follows_voice", "follows_text"):
+            lo, hi = sc.get(f"{metric}_ci") or [None, None]
+            rows.append({"n_q": int(nq), "metric": metric, "value": sc[metric], "lo": lo, "hi": hi})
+        if progress:
+            print(f"[fas] N_q={nq:<3d} acc {sc['accuracy']:.3f} uar {sc['uar']:.3f} follows-text {sc['follows_text']:.3f}", flush=True)
+    pd.DataFrame(rows).to_csv(out / "nq_ablation.csv", index=False)
+    return out

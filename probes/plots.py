@@ -547,7 +547,9 @@ def ablation_curve(df: "pd.DataFrame", *, x: str = "n_q", title: str | None = No
     """Metric over the number of learnable queries N_q (FAS fig. 4), one line per metric."""
     with style():
         metrics = list(dict.fromkeys(df["metric"].astype(str)))
-        palette = _series_palette(metrics)
+        # follows-voice / follows-text keep the voice and text colours of every other figure
+        palette = {**_series_palette([m for m in metrics if m not in ("follows_voice", "follows_text")]),
+                   "follows_voice": VOICE, "follows_text": TEXT}
         fig = _figure(5.0, 3.4)
         ax = fig.subplots()
         xs = sorted(set(df[x].astype(float)))

@@ -94,6 +94,20 @@ def test_experiment_writes_one_table_beside_the_acoustic_baseline(tiny_manifest,
     assert (out / "checkpoints").is_dir()
 
 
+def test_nq_sweep_writes_the_ablation_table_and_its_figure(tiny_manifest, fas_cache, tmp_path):
+    from fas.experiment import run_nq_sweep
+    from probes.plots import figures_for_run
+
+    out = run_nq_sweep(tiny_manifest, tmp_path / "sweep", n_queries=(1, 3), semantic="text-minilm", workers=1,
+                       tc=TrainConfig(epochs=2, batch_size=4), n_boot=20, progress=False)
+    tab = pd.read_csv(out / "nq_ablation.csv")
+    assert sorted(set(tab["n_q"])) == [1, 3] and {"accuracy", "follows_text"} <= set(tab["metric"])
+    assert tab["value"].between(0, 1).all()
+    assert set(pd.read_csv(out / "loss_curve.csv")["arm"]) == {"N_q=1", "N_q=3"}
+    drawn = [str(p) for p in figures_for_run(out)]
+    assert any("nq" in p or "ablation" in p for p in drawn), drawn
+
+
 def test_cli_predict_with_a_trained_checkpoint(fas_checkpoint, tiny_manifest, tmp_path):
     from probes.cli import main
     from probes.store import read_rows
