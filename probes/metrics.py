@@ -252,13 +252,10 @@ def score_frame(df, *, pred: str = "pred", acoustic: str = "acoustic_label", sem
 
 def score_run(run_dir: str | Path, *, ci: bool = True, n_boot: int = 500) -> dict:
     """metrics.json of a prediction run: per condition, with intervals and error count."""
-    from probes.store import read_errors, read_rows
+    from probes.store import count_errors, read_rows
 
     df = read_rows(run_dir)
-    errs = read_errors(run_dir)
-    # failed units are retried on resume: count each once, and not when a retry succeeded
-    done = set(df["unit"]) if "unit" in df.columns else set()
-    out: dict = {"errors": int(len(set(errs["unit"]) - done)) if "unit" in errs.columns else 0}
+    out: dict = {"errors": count_errors(run_dir)}
     if df.empty or "pred" not in df.columns:
         out["conditions"] = {}
         return out

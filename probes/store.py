@@ -208,6 +208,13 @@ def read_errors(run_dir: str | Path):
     return read_rows(run_dir, ERRORS)
 
 
+def count_errors(run_dir: str | Path) -> int:
+    """Units that failed and were not done by a later resume (a failed unit is retried, so
+    errors.jsonl can name it more than once)."""
+    done = {r.get("unit") for r in iter_rows(run_dir)}
+    return len({e.get("unit") for e in iter_rows(run_dir, ERRORS)} - done)
+
+
 def merge_runs(sources: list[str | Path], out: str | Path) -> Path:
     """Merge shards of one run (same probe, model, config, data) into ``out``; units dedupe."""
     out = Path(out)

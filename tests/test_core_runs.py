@@ -115,3 +115,17 @@ def test_shards_merge_to_the_full_run(tiny_manifest, tmp_path):
     a = read_rows(full).sort_values("utt_id")[["utt_id", "pred"]].reset_index(drop=True)
     b = read_rows(merged).sort_values("utt_id")[["utt_id", "pred"]].reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_errors_are_counted_once_per_unit_across_resumes(tmp_path):
+    from probes.store import count_errors
+
+    s = RunStore(tmp_path)
+    s.error("a|none", "a", "bad file")
+    s.error("b|none", "b", "bad file")
+    s.close()
+    s = RunStore(tmp_path)  # resume: a is retried and fails again, b now succeeds
+    s.error("a|none", "a", "bad file")
+    s.append("b|none", [{"utt_id": "b"}])
+    s.close()
+    assert count_errors(tmp_path) == 1

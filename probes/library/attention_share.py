@@ -57,10 +57,10 @@ class AttentionShare(Probe):
                              lambda it, ex, r: rows_for(r, ex.row, it.condition), attention=True)
 
     def summarize(self, run_dir: Path) -> dict:
-        from probes.store import read_errors, read_rows
+        from probes.store import count_errors, read_rows
 
         df = read_rows(run_dir)
-        out: dict = {"errors": int(len(read_errors(run_dir)))}
+        out: dict = {"errors": count_errors(run_dir)}
         if df.empty or "span" not in df.columns:
             return out
         return {**out, **compare_groups(df, n_boot=self.n_boot)}

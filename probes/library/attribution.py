@@ -69,10 +69,10 @@ class Attribution(Probe):
                 yield it, err
 
     def summarize(self, run_dir: Path) -> dict:
-        from probes.store import read_errors, read_rows
+        from probes.store import count_errors, read_rows
 
         df = read_rows(run_dir)
-        out: dict = {"errors": int(len(read_errors(run_dir)))}
+        out: dict = {"errors": count_errors(run_dir)}
         if df.empty or "method" not in df.columns:
             return out
         v = df[(df["span"] == "voice") & (df["metric"] == "share")]

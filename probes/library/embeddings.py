@@ -60,10 +60,10 @@ class Embeddings(Probe):
 
         import pandas as pd
 
-        from probes.store import read_errors, read_rows
+        from probes.store import count_errors, read_rows
 
         run_dir = Path(run_dir)
-        out: dict = {"errors": int(len(read_errors(run_dir))), "files": []}
+        out: dict = {"errors": count_errors(run_dir), "files": []}
         rows = read_rows(run_dir)
         if rows.empty or "features" not in rows.columns:
             return out

@@ -61,10 +61,10 @@ class LinearProbe(Probe):
     def summarize(self, run_dir: Path) -> dict:
         import json
 
-        from probes.store import read_errors, read_rows
+        from probes.store import count_errors, read_rows
 
         run_dir = Path(run_dir)
-        out: dict = {"errors": int(len(read_errors(run_dir))), "pools": {}}
+        out: dict = {"errors": count_errors(run_dir), "pools": {}}
         rows = read_rows(run_dir)
         if rows.empty or "features" not in rows.columns:
             return out

@@ -55,10 +55,10 @@ class LogitLens(Probe):
                              lambda it, ex, r: lens_rows(r.lens, labels, ex.row, it.utt_id, it.condition), lens=True)
 
     def summarize(self, run_dir: Path) -> dict:
-        from probes.store import read_errors, read_rows
+        from probes.store import count_errors, read_rows
 
         df = read_rows(run_dir)
-        out: dict = {"errors": int(len(read_errors(run_dir)))}
+        out: dict = {"errors": count_errors(run_dir)}
         if df.empty or "metric" not in df.columns:
             return out
         out["mean"] = {}
