@@ -239,8 +239,11 @@ class ALMAdapter(Adapter):
         raise NotImplementedError
 
     def audio_features(self, wavs: Sequence[np.ndarray]) -> dict:
-        """The feature extractor's output for ``wavs`` (family-specific keys)."""
-        raise NotImplementedError
+        """The feature extractor's output for ``wavs``: by default one Whisper-style window per clip,
+        padded to the window with its frame mask. Families that cut long audio into several
+        windows (Audio Flamingo 3, Voxtral) override this."""
+        return self.fe(list(wavs), sampling_rate=self.sample_rate, return_attention_mask=True,
+                       padding="max_length", return_tensors="pt")
 
     # ------------------------------------------------------------------ stable names
     def module(self, stable: str, index: int | None = None) -> torch.nn.Module:

@@ -62,10 +62,6 @@ class _QwenOmniThinker(ALMAdapter):
         end = [("tok", "<|im_end|>"), ("text", "\n"), ("tok", "<|im_start|>"), ("text", "assistant\n")]
         return head, mid, end
 
-    def audio_features(self, wavs: Sequence[np.ndarray]) -> dict:
-        return self.fe(list(wavs), sampling_rate=self.sample_rate, return_attention_mask=True,
-                       padding="max_length", return_tensors="pt")
-
     def encode_audio(self, wavs: Sequence[np.ndarray]) -> list[torch.Tensor]:
         f = self.audio_features(wavs)
         fmask = f["attention_mask"].to(self.device)                    # [b, frames]

@@ -86,10 +86,6 @@ class Qwen2Audio(ALMAdapter):
         end = [("tok", "<|im_end|>"), ("text", "\n"), ("tok", "<|im_start|>"), ("text", "assistant\n")]
         return head, mid, end
 
-    def audio_features(self, wavs: Sequence[np.ndarray]) -> dict:
-        return self.fe(list(wavs), sampling_rate=self.sample_rate, return_attention_mask=True,
-                       padding="max_length", return_tensors="pt")
-
     def encode_audio(self, wavs: Sequence[np.ndarray]) -> list[torch.Tensor]:
         from transformers.masking_utils import create_bidirectional_mask
 
