@@ -1,0 +1,186 @@
+"""The real tokenizers of the ALM families, built offline (tests and checks; nothing at run time needs them).
+
+``qwen_tokenizer(family)`` builds the Qwen BPE tokenizer (151,643 regular ranks, the vocabulary of
+Qwen / Qwen2 / Qwen2.5 / Qwen3 and of Audio Flamingo 3's Qwen2.5 decoder) from the copy of
+``qwen.tiktoken`` that ships inside the ``dashscope`` package, with the Qwen2 pre-tokenizer pattern
+(single digits) and each family's special tokens at their published ids. ``tekken_tokenizer()``
+loads Voxtral's Tekken tokenizer from ``mistral-common`` (which also encodes Voxtral's audio
+requests itself). Both need the optional extra ``real-tokenizers`` (``pip install
+'dissonance[real-tokenizers]'``: dashscope, tiktoken, mistral-common); ``make test`` installs it.
+
+Example::
+
+    tok = qwen_tokenizer("qwen2-audio")
+    tok("<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n")["input_ids"]
+    # [151644, 8948, 198, 2610, 525, 264, 10950, 17847, 13, 151645, 198]
+    tok.convert_tokens_to_ids("<|AUDIO|>")   # 151646
+
+Where the special-token ids come from (``SPECIALS`` below, one table per family):
+- 151643-151645 (``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``) are shared by every Qwen2+
+  checkpoint; 151646-151664 are Qwen2.5's published added tokens (object/box/quad/vision/tool/fim
+  markers), 151665-151668 Qwen3's additions (tool_response, think).
+- Qwen2-Audio: ``<|AUDIO|>`` 151646 (``audio_token_index`` in its config.json and transformers'
+  default), ``<|audio_bos|>`` 151647, ``<|audio_eos|>`` 151648.
+- Qwen2.5-Omni: ``<|AUDIO|>`` 151646, ``<|audio_bos|>`` 151647, ``<|audio_eos|>`` 151648,
+  ``<|vision_bos|>`` 151652, ``<|vision_eos|>`` 151653, ``<|IMAGE|>`` 151655, ``<|VIDEO|>`` 151656
+  (the thinker config's ``*_token_index`` / ``*_token_id`` values; transformers' defaults agree).
+- Qwen3-Omni: ``<|audio_start|>`` 151669, ``<|audio_end|>`` 151670, ``<|audio_pad|>`` 151675
+  (the published thinker config's ``audio_start_token_id`` / ``audio_token_id``; transformers'
+  class defaults are NOT these and must not be used as a source), the vision markers of Qwen3
+  (``<|vision_start|>`` 151652, ``<|image_pad|>`` 151655, ``<|video_pad|>`` 151656).
+- Audio Flamingo 3 (hf): ``<sound>`` 151669 (``audio_token_id`` of AudioFlamingo3Config).
+Ids inside a family's range that are not known from a published source are filled with
+``<|reserved_N|>`` placeholders so that the known ids land where they belong; nothing in a prompt
+uses them. probes/models/configs/<family>.json records the same ids with their provenance.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+# The Qwen2 pre-tokenizer pattern: like cl100k's but digits split one by one (``\p{N}``).
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+N_QWEN_RANKS = 151_643
+
+_QWEN_BASE = {151643: "<|endoftext|>", 151644: "<|im_start|>", 151645: "<|im_end|>"}
+_QWEN25 = {151646: "<|object_ref_start|>", 151647: "<|object_ref_end|>", 151648: "<|box_start|>",
+           151649: "<|box_end|>", 151650: "<|quad_start|>", 151651: "<|quad_end|>", 151652: "<|vision_start|>",
+           151653: "<|vision_end|>", 151654: "<|vision_pad|>", 151655: "<|image_pad|>", 151656: "<|video_pad|>",
+           151657: "<tool_call>", 151658: "</tool_call>", 151659: "<|fim_prefix|>", 151660: "<|fim_middle|>",
+           151661: "<|fim_suffix|>", 151662: "<|fim_pad|>", 151663: "<|repo_name|>", 151664: "<|file_sep|>"}
+_QWEN3 = {**_QWEN25, 151665: "<tool_response>", 151666: "</tool_response>", 151667: "<think>", 151668: "</think>"}
+
+# family -> {id: token}; the audio (and vision) specials each adapter's prompt uses are exact.
+SPECIALS: dict[str, dict[int, str]] = {
+    "qwen2-audio": {**_QWEN_BASE, 151646: "<|AUDIO|>", 151647: "<|audio_bos|>", 151648: "<|audio_eos|>"},
+    "qwen2.5-omni": {**_QWEN_BASE, **_QWEN25, 151646: "<|AUDIO|>", 151647: "<|audio_bos|>", 151648: "<|audio_eos|>",
+                     151652: "<|vision_bos|>", 151653: "<|vision_eos|>", 151655: "<|IMAGE|>", 151656: "<|VIDEO|>"},
+    "qwen3-omni": {**_QWEN_BASE, **_QWEN3, 151669: "<|audio_start|>", 151670: "<|audio_end|>", 151675: "<|audio_pad|>"},
+    "audio-flamingo-3": {**_QWEN_BASE, **_QWEN25, 151669: "<sound>"},
+}
+ALIASES = {"audio-flamingo3": "audio-flamingo-3", "audioflamingo3": "audio-flamingo-3", "qwen2_5_omni": "qwen2.5-omni",
+           "qwen2-5-omni": "qwen2.5-omni", "qwen3_omni": "qwen3-omni", "qwen2_audio": "qwen2-audio"}
+# (eos, pad) as in each checkpoint's tokenizer_config: generation stops at <|im_end|>, pads with <|endoftext|>
+_NAMED = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
+
+
+def _missing(pkg: str, extra: str = "real-tokenizers") -> ImportError:
+    return ImportError(f"the real tokenizers need the package {pkg!r}: pip install 'dissonance[{extra}]' "
+                       f"(or: uv pip install {pkg})")
+
+
+def qwen_tiktoken_path() -> str:
+    """The path of ``qwen.tiktoken`` inside the installed ``dashscope`` package."""
+    try:
+        import dashscope
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise _missing("dashscope") from e
+    path = os.path.join(os.path.dirname(dashscope.__file__), "resources", "qwen.tiktoken")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: this dashscope version does not ship qwen.tiktoken")
+    return path
+
+
+def _family(family: str) -> str:
+    f = ALIASES.get(family.lower(), family.lower())
+    if f not in SPECIALS:
+        raise ValueError(f"no Qwen tokenizer for family {family!r}; known: {', '.join(sorted(SPECIALS))}")
+    return f
+
+
+@functools.lru_cache(maxsize=None)
+def qwen_tokenizer(family: str):
+    """The real Qwen tokenizer of ``family`` as a ``PreTrainedTokenizerFast`` (offline).
+
+    ``family`` is one of qwen2-audio, qwen2.5-omni, qwen3-omni, audio-flamingo-3 (aliases such as
+    audio-flamingo3 accepted). Regular tokens 0..151642 are the Qwen BPE ranks; specials sit at
+    the ids of ``SPECIALS[family]`` (gaps filled by ``<|reserved_N|>``). eos ``<|im_end|>``, pad
+    ``<|endoftext|>``, right padding. Raises ImportError naming the extra when dashscope or
+    tiktoken is missing. Cached: treat the returned object as read-only (copy it to modify).
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    fam = _family(family)
+    table = SPECIALS[fam]
+    specials = [table.get(i, f"<|reserved_{i}|>") for i in range(N_QWEN_RANKS, max(table) + 1)]
+    base = _qwen_base()
+    from tokenizers import AddedToken, Tokenizer
+
+    t = Tokenizer.from_str(base)
+    t.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
+    tok = PreTrainedTokenizerFast(tokenizer_object=t, **_NAMED,
+                                  extra_special_tokens=[s for s in specials if s not in _NAMED.values()])
+    tok.padding_side = "right"
+    for i, s in table.items():  # the converter appends specials in order: check each landed on its id
+        got = tok.convert_tokens_to_ids(s)
+        if got != i:
+            raise RuntimeError(f"{fam}: special {s!r} got id {got}, expected {i} (tokenizers/transformers changed?)")
+    return tok
+
+
+def _cache_dir() -> str:
+    root = os.environ.get("DISSONANCE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dissonance")
+    return root
+
+
+@functools.lru_cache(maxsize=1)
+def _qwen_base() -> str:
+    """The Qwen BPE (no specials) as tokenizer.json text; converted once (about 25 s) and cached on
+    disk under ``$DISSONANCE_CACHE`` (default ~/.cache/dissonance), keyed by the ranks file's hash."""
+    import hashlib
+
+    src = qwen_tiktoken_path()
+    with open(src, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    cached = os.path.join(_cache_dir(), f"qwen2-bpe-{digest}.json")
+    if os.path.exists(cached):
+        with open(cached, encoding="utf-8") as f:
+            return f.read()
+    try:
+        import tiktoken  # noqa: F401  (TikTokenConverter reads the ranks through it)
+    except ImportError as e:
+        raise _missing("tiktoken") from e
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    text = TikTokenConverter(vocab_file=src, pattern=QWEN2_PATTERN, extra_special_tokens=[]).converted().to_str()
+    try:
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        tmp = f"{cached}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a read-only home: convert again next time
+    return text
+
+
+def tekken_path(version: str = "240718") -> str:
+    try:
+        import mistral_common
+    except ImportError as e:
+        raise _missing("mistral-common") from e
+    path = os.path.join(os.path.dirname(mistral_common.__file__), "data", f"tekken_{version}.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: mistral-common {mistral_common.__version__} ships no tekken_{version}.json")
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def tekken_tokenizer(version: str = "240718"):
+    """Voxtral's tokenizer family (Tekken) from mistral-common, as a ``MistralTokenizer``.
+
+    The instance encodes chat requests itself (``encode_chat_completion``) and exposes the raw
+    Tekkenizer as ``.instruct_tokenizer.tokenizer`` (``encode(text, bos, eos)``, ``get_control_token``).
+    Note: the Tekken file bundled with mistral-common is the v3 (2024) vocabulary; Voxtral's
+    checkpoint ships its own ``tekken.json`` (v7 with audio control tokens). The control tokens
+    (``[INST]``, ``[/INST]``, ``[AUDIO]``, ``[BEGIN_AUDIO]``) and the regular vocabulary of 2**17
+    ranks are the same family; :func:`voxtral_control_ids` reads the ids this file gives them.
+    """
+    try:
+        from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+    except ImportError as e:
+        raise _missing("mistral-common") from e
+    return MistralTokenizer.from_file(tekken_path(version))
