@@ -22,12 +22,11 @@ from pathlib import Path
 
 EXTENSIONS = ("interventions.cli", "fas.cli", "probes.figures_cli")
 
-SCORE_PRESETS = {
-    # the EMIS result tables (aggregated_results_v*.csv): one row per (utterance, model)
-    "emis": {"pred": "pred_emo", "acoustic": "wav_emo", "semantic": "txt_emo", "group": "slm"},
-    # a run folder's rows
-    "run": {"pred": "pred", "acoustic": "acoustic_label", "semantic": "semantic_label", "group": None},
-}
+def _score_presets() -> dict:
+    """The column mappings of ``probe score`` (probes.metrics.PRESETS, the one place they live)."""
+    from probes.metrics import PRESETS
+
+    return PRESETS
 
 
 class CLIError(Exception):
@@ -174,6 +173,7 @@ def cmd_score(args) -> int:
 
     from probes.metrics import score_frame
 
+    presets = _score_presets()
     src = Path(args.file)
     if src.is_dir():
         from probes.store import read_rows
@@ -181,7 +181,7 @@ def cmd_score(args) -> int:
         df = read_rows(src)
         if df.empty:
             raise CLIError(f"{src}: the run folder has no rows yet")
-        preset = dict(SCORE_PRESETS["run"])
+        preset = dict(presets["run"])
         if "condition" in df.columns and df["condition"].nunique() > 1:
             preset["group"] = "condition"
     else:
@@ -191,10 +191,11 @@ def cmd_score(args) -> int:
             df = pd.read_csv(src, dtype=str, keep_default_na=False) if src.suffix != ".jsonl" else pd.read_json(src, lines=True, dtype=False)
         except Exception as e:
             raise CLIError(f"{src}: cannot read the table ({e})") from None
-        preset = dict(SCORE_PRESETS[args.preset]) if args.preset else {}
+        preset = dict(presets[args.preset]) if args.preset else {}
         if not args.preset and {"pred_emo", "wav_emo", "txt_emo"} <= set(df.columns):
-            preset = dict(SCORE_PRESETS["emis"])
+            preset = dict(presets["emis"])
     cols = {k: getattr(args, k) or preset.get(k) for k in ("pred", "acoustic", "semantic", "group")}
+    parse = args.parse or preset.get("parse") or "lenient"
     if args.no_group:
         cols["group"] = None
     for k in ("pred", "acoustic"):
@@ -208,28 +209,73 @@ def cmd_score(args) -> int:
         df = df.assign(__none__="")
     if args.filter:
         for f in args.filter:
+            if "=" not in f:
+                raise CLIError(f"--filter {f!r}: write it as COL=VALUE")
             k, v = f.split("=", 1)
+            if k not in df.columns:
+                raise CLIError(f"--filter {f!r}: no column {k!r}; the table has: {', '.join(df.columns)}")
             df = df[df[k].astype(str) == v]
-    from probes.labels import LabelError, canonical
+    from probes.labels import LabelError, canonical, extra_label_map
 
     for c in (cols["acoustic"], cols["semantic"]):
         try:
             df[c] = [canonical(v, where=f"{src}: row {i + 2}: ") if str(v).strip() else "" for i, v in enumerate(df[c])]
         except LabelError as e:
             raise CLIError(str(e)) from None
+    extra = extra_label_map(json.loads(args.extra_labels), where="--extra-labels") if args.extra_labels else None
+    if extra is None and src.is_dir():
+        from probes.metrics import run_extra_labels
+
+        extra = run_extra_labels(src) or None
     res = score_frame(df, pred=cols["pred"], acoustic=cols["acoustic"], semantic=cols["semantic"], group=cols["group"],
-                      ci=args.ci, n_boot=args.n_boot)
+                      ci=args.ci, n_boot=args.n_boot, parse=parse, extra_labels=extra)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    keys = ("n", "invalid", "accuracy", "uar", "macro_f1", "follows_voice", "follows_text", "text_dominance",
-            "cramers_v_acoustic", "cramers_v_semantic")
-    w = max(8, max(len(k) for k in res) + 2)
-    print(f"{'group':{w}s}" + "".join(f"{k.replace('cramers_v_', 'V_'):>15s}" for k in keys))
-    for g, s in res.items():
-        print(f"{g:{w}s}" + "".join(f"{_fmt(s.get(k)):>15s}" for k in keys))
-    print("accuracy / UAR / F1 against the acoustic label; follows-* on conflict items; V = Cramer's V on valid answers.")
+    print_score_tables(res, parse=parse, ci=args.ci)
     return 0
+
+
+SCORE_TABLES = (
+    ("all items (against the voice's label)",
+     ("n", "invalid", "accuracy", "uar", "macro_f1", "cramers_v_acoustic", "cramers_v_semantic")),
+    ("emotional-conflict: emotional words, another emotional voice (the headline)",
+     ("invalid", "n_emotional_conflict", "follows_voice_emotional_conflict", "follows_text_emotional_conflict",
+      "text_dominance_emotional_conflict")),
+    ("neutral-text (neutral words, emotional voice) and neutral-voice (emotional words, neutral voice)",
+     ("invalid", "n_neutral_text", "neutral_pull", "follows_voice_neutral_text", "n_neutral_voice",
+      "follows_text_neutral_voice")),
+    ("pooled: every conflict item / every conflict item with emotional words",
+     ("invalid", "n_conflict", "follows_voice", "follows_text", "text_dominance", "n_emotional_words",
+      "follows_text_emotional_words")),
+)
+_SHORT = {"cramers_v_acoustic": "V_acoustic", "cramers_v_semantic": "V_semantic",
+          "follows_voice_emotional_conflict": "follows_voice", "follows_text_emotional_conflict": "follows_text",
+          "text_dominance_emotional_conflict": "text_dominance", "n_emotional_conflict": "n",
+          "follows_voice_neutral_text": "NT_follow_voice", "follows_text_neutral_voice": "NV_follow_text",
+          "n_neutral_text": "n_NT", "n_neutral_voice": "n_NV", "n_emotional_words": "n_emo_words",
+          "follows_text_emotional_words": "emo_words_text"}
+
+
+def print_score_tables(res: dict, *, parse: str, ci: bool = False) -> None:
+    """The score tables of ``probe score``: all items, then each conflict type, invalid counts beside each."""
+    w = max(8, max(len(k) for k in res) + 2)
+    for title, keys in SCORE_TABLES:
+        cw = max(14, max(len(_SHORT.get(k, k)) for k in keys) + 2, 23 if ci else 0)
+        print(f"\n{title}")
+        print(f"{'group':{w}s}" + "".join(f"{_SHORT.get(k, k):>{cw}s}" for k in keys))
+        for g, sc in res.items():
+            cells = []
+            for k in keys:
+                cell = _fmt(sc.get(k))
+                lohi = sc.get(f"{k}_ci") if ci else None
+                if lohi and lohi[0] is not None:
+                    cell = f"{cell} [{lohi[0]:.2f},{lohi[1]:.2f}]"
+                cells.append(f"{cell:>{cw}s}")
+            print(f"{g:{w}s}" + "".join(cells))
+    print(f"\nanswers parsed '{parse}' (invalid = answers that name no label under that policy; they count as wrong). "
+          "follows-* on conflict items; neutral_pull = share answering 'neutral' on neutral-text items; "
+          "V = Cramer's V on valid answers. Definitions: docs/vocabulary.md.")
 
 
 # ---------------------------------------------------------------------------------- report, merge
@@ -322,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("score", help="score a predictions table or a run folder")
     s.add_argument("file")
-    s.add_argument("--preset", choices=sorted(k for k in SCORE_PRESETS if k != "run"))
+    s.add_argument("--preset", choices=sorted(k for k in _score_presets() if k != "run"),
+                   help="column mapping (and parse policy) of a known table: emis = the EMIS study's result tables")
     s.add_argument("--pred")
     s.add_argument("--acoustic")
     s.add_argument("--semantic")
@@ -331,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--filter", action="append", metavar="COL=VALUE")
     s.add_argument("--ci", action="store_true", help="add bootstrap 95%% intervals")
     s.add_argument("--n-boot", type=int, default=1000)
+    s.add_argument("--parse", choices=["strict", "lenient"],
+                   help="answer parse policy: strict = one label word, else invalid; lenient = also spellings and "
+                        "free text naming one label (default: the preset's; emis: strict, as the study)")
+    s.add_argument("--extra-labels", metavar="JSON", help='extra answer labels and their canonical label, e.g. \'{"bored": "other"}\'')
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)
 

@@ -5,6 +5,12 @@ importer declares its own mapping (raw code -> canonical label) as a plain dict,
 mapping tables are written out in docs/corpora.md. Raw labels that a corpus has but the
 vocabulary does not (EmoDB's boredom, IEMOCAP's frustration) map to ``other`` or are dropped,
 as the importer documents; they are never guessed.
+
+**Extra labels.** A corpus may also carry such a label into a run as an *extra label*: a name
+the model is offered and may answer (``bored``) together with the canonical label it is scored
+as (``other``). ``extra_label_map`` reads and checks such a mapping ({extra: canonical}); the
+manifest keeps canonical labels only, and the mapping is written in the run's manifest.json
+(``extra_labels``) where scoring reads it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,14 @@ SYNONYMS: dict[str, str] = {
     "disgust": "disgust", "disgusted": "disgust", "dis": "disgust",
     "surprise": "surprise", "surprised": "surprise", "sur": "surprise",
     "other": "other",
+}
+
+# Spellings of the extra labels corpora may carry into a run (see the module docstring).
+EXTRA_SPELLINGS: dict[str, str] = {
+    "bored": "bored", "boredom": "bored", "boring": "bored",
+    "frustrated": "frustrated", "frustration": "frustrated",
+    "contempt": "contempt", "contemptuous": "contempt",
+    "calm": "calm",
 }
 
 
@@ -69,7 +83,36 @@ def parse_answer(text: object, labels: Iterable[str] = EMOTIONS) -> str | None:
         return None
     s = str(text).strip().lower()
     allowed = set(labels)
-    if s in SYNONYMS and SYNONYMS[s] in allowed:
-        return SYNONYMS[s]
-    found = {SYNONYMS[w] for w in _WORD.findall(s) if w in SYNONYMS and SYNONYMS[w] in allowed}
+    # a label of the run is always its own spelling; extra labels (bored) add theirs
+    spell = {**{l: l for l in allowed}, **SYNONYMS,
+             **{k: v for k, v in EXTRA_SPELLINGS.items() if v in allowed}}
+    if s in spell and spell[s] in allowed:
+        return spell[s]
+    found = {spell[w] for w in _WORD.findall(s) if w in spell and spell[w] in allowed}
     return found.pop() if len(found) == 1 else None
+
+
+def extra_label_map(value: object, *, where: str = "extra_labels") -> dict[str, str]:
+    """Check an extra-label mapping {extra label: canonical label}: the extra names are new
+    words (not canonical labels), the targets are canonical. A target of "" removes the extra."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise LabelError(f"{where}: give a mapping {{extra label: canonical label}}, e.g. {{\"bored\": \"other\"}}")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        name, target = str(k).strip().lower(), str(v or "").strip().lower()
+        if not target:
+            continue
+        if name in CANONICAL:
+            raise LabelError(f"{where}: {name!r} is already a canonical label; extra labels are other words")
+        if target not in CANONICAL:
+            raise LabelError(f"{where}: {name!r} maps to {target!r}, not a canonical label ({', '.join(CANONICAL)})")
+        out[name] = target
+    return out
+
+
+def run_labels(extra: Mapping[str, str] | None = None, base: Iterable[str] = EMOTIONS) -> tuple[str, ...]:
+    """The label set a run offers the model: ``base`` plus the extra labels' names."""
+    base = tuple(base)
+    return base + tuple(k for k in (extra or {}) if k not in base)

@@ -6,41 +6,122 @@ never dropped, except where a statistic needs a label (Cramer's V uses the valid
 
 - accuracy, UAR (unweighted average recall = balanced accuracy, over the classes present in
   the reference) and macro-F1 (over the same classes), all against the acoustic label;
-- on conflict items (acoustic != semantic, both known): follows-voice rate (pred == acoustic),
-  follows-text rate (pred == semantic), other rate (neither), and the text-dominance ratio
-  follows-text / (follows-text + follows-voice);
+- conflict items (acoustic != semantic, both known) come in three **conflict types**
+  (docs/vocabulary.md), scored apart because a "neutral" answer means different things in each:
+
+  ====================  =====================================  =======================================
+  type                  the item                               reported as
+  ====================  =====================================  =======================================
+  emotional-conflict    emotional words, another emotional     follows-voice, follows-text,
+                        voice (happy words, angry voice)       text-dominance: the headline figures
+  neutral-text          neutral words, emotional voice         ``neutral_pull``: share answering
+                                                               neutral (= following the words)
+  neutral-voice         emotional words, neutral voice         follows-text / follows-voice
+  ====================  =====================================  =======================================
+
+  The pooled keys (``follows_voice``, ``follows_text``, ``text_dominance``, ``other_rate``,
+  ``n_conflict``) keep their old meaning, every conflict item, for old readers; the per-type
+  keys are listed in ``TYPE_KEYS``; ``*_emotional_words`` pools the two types whose words are
+  emotional (every conflict item but neutral-text);
 - Cramer's V between prediction and the acoustic label, and between prediction and the
   semantic label (no bias correction), over valid answers of all items;
-- bootstrap 95% intervals (percentile, items resampled with replacement);
-- McNemar's test between two conditions on the same utterances (exact binomial below 25
-  discordant pairs, chi-square with continuity correction above).
+- bootstrap 95% intervals: ONE paired percentile bootstrap (``scipy.stats.bootstrap``,
+  vectorised) for every metric, over items sorted first so that the same multiset of items
+  gives the same interval in any order (merged shards equal unsharded runs exactly);
+- ``compare_conditions``: two conditions on the same utterances, paired deltas and McNemar's
+  test (exact binomial below 25 discordant pairs, chi-square with continuity correction above);
+- ``PRESETS``: the column mapping of foreign prediction tables (the EMIS study's) and of run rows.
+
+Answers are read under a **parse policy** (``PARSE_POLICIES``), recorded in every score:
+``strict`` accepts an answer that is exactly one label word (case and surrounding punctuation
+aside), anything else is invalid; ``lenient`` also maps known spellings ("sadness") and free text
+naming exactly one label ("the speaker sounds sad"), as ``probes.labels.parse_answer`` does. The
+EMIS study used the strict reading: 14 of its 4,992 answers are echoed transcripts or "sadness",
+and it counts them invalid (4,978 valid answers).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from probes.labels import CANONICAL, SYNONYMS, parse_answer
+from probes.labels import CANONICAL, EXTRA_SPELLINGS, SYNONYMS, parse_answer
 
 SCORE_KEYS = ("n", "invalid", "accuracy", "uar", "macro_f1", "follows_voice", "follows_text",
               "text_dominance", "other_rate", "n_conflict", "cramers_v_acoustic", "cramers_v_semantic")
 
+NEUTRAL = "neutral"
+CONFLICT_TYPES = ("emotional-conflict", "neutral-text", "neutral-voice")
+# per-type keys of every score (flat, so tables, metrics.json and figures read them alike)
+TYPE_KEYS = (
+    "n_emotional_conflict", "follows_voice_emotional_conflict", "follows_text_emotional_conflict",
+    "other_rate_emotional_conflict", "text_dominance_emotional_conflict",
+    "n_neutral_text", "neutral_pull", "follows_voice_neutral_text",
+    "n_neutral_voice", "follows_text_neutral_voice", "follows_voice_neutral_voice",
+    "n_emotional_words", "follows_text_emotional_words", "follows_voice_emotional_words",
+)
+PARSE_POLICIES = ("strict", "lenient")
+DEFAULT_PARSE = "lenient"
 
-def normalize_pred(x: object, labels: Iterable[str] = CANONICAL) -> str | None:
-    """A prediction cell -> canonical label or None (invalid). Free text goes through parse_answer."""
+# Column mappings of prediction tables: one place for ``probe score`` presets and the figures.
+PRESETS: dict[str, dict] = {
+    # the EMIS result tables (aggregated_results_v*.csv): one row per (utterance, model)
+    "emis": {"pred": "pred_emo", "acoustic": "wav_emo", "semantic": "txt_emo", "group": "slm",
+             "model": "slm", "text_condition": "txt_cond", "parse": "strict"},
+    # a run folder's rows
+    "run": {"pred": "pred", "acoustic": "acoustic_label", "semantic": "semantic_label", "group": None,
+            "parse": DEFAULT_PARSE},
+}
+
+
+def conflict_type(acoustic: object, semantic: object) -> str:
+    """"" (words' label unknown), "congruent", or one of CONFLICT_TYPES."""
+    a = "" if acoustic is None else str(acoustic)
+    s = "" if semantic is None or str(semantic) == "nan" else str(semantic)
+    if not a or not s:
+        return ""
+    if a == s:
+        return "congruent"
+    if s == NEUTRAL:
+        return "neutral-text"
+    if a == NEUTRAL:
+        return "neutral-voice"
+    return "emotional-conflict"
+
+
+_EDGE = re.compile(r"^[\s\"'`.,;:!?()\[\]*]+|[\s\"'`.,;:!?()\[\]*]+$")
+
+
+def normalize_pred(x: object, labels: Iterable[str] = CANONICAL, parse: str = DEFAULT_PARSE,
+                   extra_labels: Mapping[str, str] | None = None) -> str | None:
+    """A prediction cell -> canonical label or None (invalid), under the parse policy ``parse``.
+
+    ``extra_labels`` ({corpus label: canonical label}, e.g. {"bored": "other"}) widens the answer
+    set: an answer naming an extra label is valid and scored as its canonical label.
+    """
+    if parse not in PARSE_POLICIES:
+        raise ValueError(f"parse policy {parse!r}: use one of {', '.join(PARSE_POLICIES)}")
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return None
     s = str(x).strip().lower()
     if not s or s in ("nan", "none", "invalid"):
         return None
-    labels = tuple(labels)
-    if s in SYNONYMS and SYNONYMS[s] in labels:
-        return SYNONYMS[s]
-    return parse_answer(s, labels)
+    extra = dict(extra_labels or {})
+    allowed = tuple(labels) + tuple(k for k in extra if k not in labels)
+    if parse == "strict":
+        word = _EDGE.sub("", s)
+        hit = word if word in allowed else None
+    elif s in SYNONYMS and SYNONYMS[s] in allowed:
+        hit = SYNONYMS[s]
+    else:
+        hit = parse_answer(s, allowed)
+    if hit is not None and hit in extra:
+        return extra[hit] or None
+    return hit
 
 
 def _arr(x: Sequence) -> np.ndarray:
@@ -107,26 +188,45 @@ def cramers_v(x: Sequence, y: Sequence) -> float:
     return math.sqrt(chi2 / (n * (min(table.shape) - 1)))
 
 
+def _rate(num: float, den: float) -> float:
+    return num / den if den > 0 else float("nan")
+
+
 def conflict_rates(acoustic: Sequence, semantic: Sequence, pred: Sequence) -> dict[str, float]:
+    """Pooled follows-* over every conflict item, and the per-type keys of TYPE_KEYS."""
     a, s, p = _arr(acoustic), _arr(semantic), _arr(pred)
-    m = (a != "") & (s != "") & (a != s)
-    n = int(m.sum())
-    if n == 0:
-        return {"n_conflict": 0, "follows_voice": float("nan"), "follows_text": float("nan"),
-                "other_rate": float("nan"), "text_dominance": float("nan")}
-    fv = float(np.mean(p[m] == a[m]))
-    ft = float(np.mean(p[m] == s[m]))
-    return {"n_conflict": n, "follows_voice": fv, "follows_text": ft, "other_rate": 1.0 - fv - ft,
-            "text_dominance": ft / (ft + fv) if (ft + fv) > 0 else float("nan")}
+    types = np.array([conflict_type(x, y) for x, y in zip(a, s)], dtype=object)
+    out: dict[str, float] = {}
+
+    def rates(m: np.ndarray) -> tuple[int, float, float]:
+        n = int(m.sum())
+        return n, _rate(float(np.sum(p[m] == a[m])), n), _rate(float(np.sum(p[m] == s[m])), n)
+
+    m = np.isin(types, CONFLICT_TYPES)
+    n, fv, ft = rates(m)
+    out.update({"n_conflict": n, "follows_voice": fv, "follows_text": ft,
+                "other_rate": 1.0 - fv - ft if n else float("nan"), "text_dominance": _rate(ft, ft + fv)})
+    n, fv, ft = rates(types == "emotional-conflict")
+    out.update({"n_emotional_conflict": n, "follows_voice_emotional_conflict": fv,
+                "follows_text_emotional_conflict": ft, "other_rate_emotional_conflict": 1.0 - fv - ft if n else float("nan"),
+                "text_dominance_emotional_conflict": _rate(ft, ft + fv)})
+    n, fv, ft = rates(types == "neutral-text")
+    out.update({"n_neutral_text": n, "neutral_pull": ft, "follows_voice_neutral_text": fv})
+    n, fv, ft = rates(types == "neutral-voice")
+    out.update({"n_neutral_voice": n, "follows_text_neutral_voice": ft, "follows_voice_neutral_voice": fv})
+    n, fv, ft = rates(np.isin(types, ("emotional-conflict", "neutral-voice")))
+    out.update({"n_emotional_words": n, "follows_text_emotional_words": ft, "follows_voice_emotional_words": fv})
+    return out
 
 
-def score(acoustic: Sequence, semantic: Sequence, pred: Sequence, labels: Iterable[str] | None = None) -> dict:
+def score(acoustic: Sequence, semantic: Sequence, pred: Sequence, labels: Iterable[str] | None = None, *,
+          parse: str = DEFAULT_PARSE, extra_labels: Mapping[str, str] | None = None) -> dict:
     """Every headline number for one set of predictions (see the module docstring)."""
     labels = tuple(labels) if labels is not None else CANONICAL
-    p = [normalize_pred(x, labels) for x in pred]
+    p = [normalize_pred(x, labels, parse, extra_labels) for x in pred]
     a = [str(x) if x is not None else "" for x in acoustic]
     s = [str(x) if x is not None and str(x) != "nan" else "" for x in semantic]
-    valid = np.array([x is not None for x in p])
+    valid = np.array([x is not None for x in p], dtype=bool)
     pa = ["" if x is None else x for x in p]
     out = {"n": len(p), "invalid": int((~valid).sum()),
            "accuracy": accuracy(a, pa), "uar": uar(a, pa), "macro_f1": macro_f1(a, pa)}
@@ -135,86 +235,146 @@ def score(acoustic: Sequence, semantic: Sequence, pred: Sequence, labels: Iterab
     out["cramers_v_acoustic"] = cramers_v(pv, [x for x, v in zip(a, valid) if v])
     sv = [(x, y) for x, y, v in zip(pa, s, valid) if v and y]
     out["cramers_v_semantic"] = cramers_v([x for x, _ in sv], [y for _, y in sv]) if sv else float("nan")
-    return {k: out[k] for k in SCORE_KEYS}
+    res = {k: out[k] for k in SCORE_KEYS}
+    res.update({k: out[k] for k in TYPE_KEYS})
+    res["parse"] = parse
+    return res
+
+
+# ---------------------------------------------------------------------------------- bootstrap
+def paired_bootstrap(columns: Sequence[np.ndarray], statistic: Callable[..., np.ndarray], *, n_boot: int = 1000,
+                     seed: int = 0, alpha: float = 0.05, batch: int | None = 250) -> list[list[float] | list[None]]:
+    """The one bootstrap of the workbench: percentile intervals of a vectorised statistic.
+
+    ``columns`` are equal-length numeric arrays (one per item: codes, values); they are sorted
+    together (lexicographically) before resampling, so the interval depends on the multiset of
+    items and not on their order. ``statistic(*cols)`` gets each column resampled as
+    ``[resamples, n]`` and returns ``[k, resamples]`` (k metrics at once). Items are resampled
+    with replacement, all columns with the same indices (paired), by ``scipy.stats.bootstrap``.
+    A resample in which a metric is undefined (NaN: no item of its kind drawn) is left out of
+    that metric's interval. Fewer than two items: no interval ([None, None]).
+    """
+    from scipy.stats import bootstrap
+
+    cols = [np.asarray(c) for c in columns]
+    n = len(cols[0]) if cols else 0
+    if n < 2:
+        k = len(np.atleast_1d(statistic(*[c[None, :] for c in cols]))) if n else 1
+        return [[None, None] for _ in range(k)]
+    order = np.lexsort(cols[::-1])  # first column is the primary key
+    cols = [c[order] for c in cols]
+
+    def stat(*xs, axis=-1):
+        return np.asarray(statistic(*[np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis]) for x in xs]), dtype=float)
+
+    import warnings
+
+    with warnings.catch_warnings():  # scipy warns on a constant metric (every resample 1.0): a valid answer here
+        warnings.simplefilter("ignore")
+        res = bootstrap(tuple(cols), stat, n_resamples=n_boot, paired=True, vectorized=True, method="percentile",
+                        confidence_level=1 - alpha, rng=np.random.default_rng(seed), batch=batch)
+    dist = np.atleast_2d(res.bootstrap_distribution)  # [k, n_boot]
+    out = []
+    for row in dist:
+        row = row[~np.isnan(row)]
+        out.append([float(np.quantile(row, alpha / 2)), float(np.quantile(row, 1 - alpha / 2))] if len(row) else [None, None])
+    return out
 
 
 def bootstrap_ci(
     fn: Callable[..., float], *columns: Sequence, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> tuple[float, float]:
-    """Percentile interval of ``fn(*columns)`` over item resamples."""
+    """Percentile interval of ``fn(*columns)`` over item resamples (any Python function of the
+    columns; the same bootstrap as ``paired_bootstrap``, one call of ``fn`` per resample)."""
     cols = [np.asarray(c, dtype=object) for c in columns]
-    n = len(cols[0])
-    if n == 0:
+    if not cols or len(cols[0]) == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        v = fn(*[c[idx] for c in cols])
-        if not (isinstance(v, float) and math.isnan(v)):
-            vals.append(v)
-    if not vals:
-        return (float("nan"), float("nan"))
-    return (float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2)))
+    # integer codes per column (sorted distinct values), so any values sort and resample alike
+    codes = []
+    for c in cols:
+        keys = [repr(v) for v in c]
+        uniq = {k: i for i, k in enumerate(sorted(set(keys)))}
+        codes.append(np.array([uniq[k] for k in keys]))
+    back = [np.empty(len(set(map(repr, c))), dtype=object) for c in cols]
+    for b, c, cd in zip(back, cols, codes):
+        b[cd] = c
+
+    def stat(*xs):
+        vals = [fn(*[b[x[i]] for b, x in zip(back, xs)]) for i in range(xs[0].shape[0])]
+        return np.array([[np.nan if v is None else float(v) for v in vals]])
+
+    lo, hi = paired_bootstrap(codes, stat, n_boot=n_boot, seed=seed, alpha=alpha)[0]
+    return (float("nan"), float("nan")) if lo is None else (lo, hi)
 
 
-_CI_KEYS = ("accuracy", "uar", "macro_f1", "follows_voice", "follows_text", "text_dominance")
+_CI_KEYS = ("accuracy", "uar", "macro_f1", "follows_voice", "follows_text", "text_dominance",
+            "follows_voice_emotional_conflict", "follows_text_emotional_conflict", "text_dominance_emotional_conflict",
+            "neutral_pull", "follows_text_neutral_voice", "follows_text_emotional_words")
+_TYPE_CODE = {"": 0, "congruent": 1, "emotional-conflict": 2, "neutral-text": 3, "neutral-voice": 4}
 
 
-def _rates_from_codes(a: np.ndarray, s: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
-    """The six CI'd rates from integer codes (a in 0..k-1; p = -1 for anything else; s = -1 unknown)."""
-    acc = float(np.mean(a == p))
-    tp = np.bincount(a[a == p], minlength=k).astype(float)
-    support = np.bincount(a, minlength=k).astype(float)
-    pred_n = np.bincount(p[p >= 0], minlength=k).astype(float)
-    present = support > 0
-    rec = tp[present] / support[present]
-    denom = (support + pred_n)[present]
-    f1 = np.where(tp[present] > 0, 2 * tp[present] / np.maximum(denom, 1), 0.0)
-    m = (s >= 0) & (s != a)
-    if m.any():
-        fv, ft = float(np.mean(p[m] == a[m])), float(np.mean(p[m] == s[m]))
-        td = ft / (ft + fv) if ft + fv > 0 else np.nan
-    else:
-        fv = ft = td = np.nan
-    return np.array([acc, rec.mean(), f1.mean(), fv, ft, td])
+def _rates_statistic(k: int):
+    """The statistic of score_with_ci over codes: a, s, p in 0..k-1 (p = -1 invalid, s = -1
+    unknown), t = conflict-type code. Every input is [resamples, n]; returns [len(_CI_KEYS), resamples]."""
+
+    def stat(a, s, p, t):
+        hit = p == a
+        acc = hit.mean(1)
+        sup = np.stack([(a == c).sum(1) for c in range(k)])                    # [k, B]
+        tp = np.stack([((a == c) & hit).sum(1) for c in range(k)])
+        pn = np.stack([(p == c).sum(1) for c in range(k)])
+        present = sup > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rec = np.where(present, tp / np.where(present, sup, 1), np.nan)
+            f1 = np.where(present, np.where(tp > 0, 2 * tp / np.maximum(sup + pn, 1), 0.0), np.nan)
+            uar_ = np.nanmean(rec, 0)
+            f1_ = np.nanmean(f1, 0)
+
+            def rates(m):
+                nm = m.sum(1).astype(float)
+                fv = np.where(nm > 0, (m & hit).sum(1) / np.maximum(nm, 1), np.nan)
+                ft = np.where(nm > 0, (m & (p == s)).sum(1) / np.maximum(nm, 1), np.nan)
+                return fv, ft
+
+            conflict = t >= 2
+            fv, ft = rates(conflict)
+            ec_v, ec_t = rates(t == 2)
+            _, nt_t = rates(t == 3)
+            _, nv_t = rates(t == 4)
+            _, ew_t = rates((t == 2) | (t == 4))
+            td = np.where(fv + ft > 0, ft / (fv + ft), np.nan)
+            ec_td = np.where(ec_v + ec_t > 0, ec_t / (ec_v + ec_t), np.nan)
+        return np.stack([acc, uar_, f1_, fv, ft, td, ec_v, ec_t, ec_td, nt_t, nv_t, ew_t])
+
+    return stat
 
 
-def score_with_ci(acoustic, semantic, pred, labels=None, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
-    """``score`` plus ``<key>_ci`` = [lo, hi] (bootstrap percentile intervals) for the rates.
+def score_with_ci(acoustic, semantic, pred, labels=None, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+                  parse: str = DEFAULT_PARSE, extra_labels: Mapping[str, str] | None = None) -> dict:
+    """``score`` plus ``<key>_ci`` = [lo, hi] for the rates in ``_CI_KEYS`` (``paired_bootstrap``).
 
-    The resampling works on integer codes, so 1000 resamples of a few thousand items take well
-    under a second; the point estimates come from ``score`` itself.
+    Every label (voice, words, answer) gets one integer code from one shared table, so a words'
+    label that no voice in the group carries is still matched by the answers that name it.
     """
-    out = score(acoustic, semantic, pred, labels)
+    out = score(acoustic, semantic, pred, labels, parse=parse, extra_labels=extra_labels)
     labels = tuple(labels) if labels is not None else CANONICAL
-    a = [str(x) if x is not None else "" for x in acoustic]
-    classes = sorted(set(a))
+    a = ["" if x is None else str(x) for x in acoustic]
+    s = ["" if x is None or str(x) == "nan" else str(x) for x in semantic]
+    p = [normalize_pred(x, labels, parse, extra_labels) or "" for x in pred]
+    classes = sorted(set(a) | set(s) | set(p) - {""})
     code = {c: i for i, c in enumerate(classes)}
-    ac = np.array([code[x] for x in a])
-    pc = np.array([code.get(normalize_pred(x, labels) or "", -1) for x in pred])
-    # a semantic label outside the acoustic classes still defines a conflict item: give it its own code
-    extra = {}
-    sc = []
-    for x in semantic:
-        x = "" if x is None or str(x) == "nan" else str(x)
-        if not x:
-            sc.append(-1)
-        elif x in code:
-            sc.append(code[x])
-        else:
-            sc.append(extra.setdefault(x, len(classes) + len(extra)))
-    sc = np.array(sc)
-    rng = np.random.default_rng(seed)
-    n = len(ac)
-    boots = np.array([_rates_from_codes(ac[i], sc[i], pc[i], len(classes)) for i in (rng.integers(0, n, n) for _ in range(n_boot))]) if n else np.empty((0, 6))
-    for j, key in enumerate(_CI_KEYS):
-        col = boots[:, j] if len(boots) else np.array([])
-        col = col[~np.isnan(col)]
-        out[f"{key}_ci"] = [float(np.quantile(col, alpha / 2)), float(np.quantile(col, 1 - alpha / 2))] if len(col) else [None, None]
+    ac = np.array([code.get(x, -2) for x in a])  # -2: an empty voice label matches nothing
+    sc = np.array([code.get(x, -3) for x in s])  # -3: unknown words' label
+    pc = np.array([code.get(x, -1) for x in p])  # -1: invalid answer
+    tc = np.array([_TYPE_CODE[conflict_type(x, y)] for x, y in zip(a, s)])
+    cis = paired_bootstrap([ac, sc, pc, tc], _rates_statistic(len(classes)),
+                           n_boot=n_boot, seed=seed, alpha=alpha)
+    for key, ci in zip(_CI_KEYS, cis):
+        out[f"{key}_ci"] = ci
     return out
 
 
+# ---------------------------------------------------------------------------------- paired conditions
 def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict:
     """McNemar's test on paired correctness of two conditions over the same items."""
     from scipy import stats
@@ -233,6 +393,59 @@ def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict:
     return {"b": n01, "c": n10, "statistic": float(stat), "p_value": float(stats.chi2.sf(stat, 1)), "method": "chi2-cc"}
 
 
+def compare_conditions(df, refs: Sequence[str] = ("none",), *, correct_col: str = "acoustic_label",
+                       parse: str = DEFAULT_PARSE) -> dict:
+    """Each condition against each reference condition on the utterances both hold (paired).
+
+    ``df``: prediction rows (``utt_id, condition, pred, acoustic_label[, semantic_label]``) or a
+    run folder. Returns {ref: {condition: entry}}, entry = ``n``; ``delta_uar``,
+    ``delta_accuracy``, ``delta_macro_f1`` (condition minus reference, against ``correct_col``)
+    and ``mcnemar`` on that correctness; on conflict items (reference rows' labels)
+    ``n_conflict``, ``delta_follows_voice``, ``delta_follows_text``; ``mcnemar_voice`` and
+    ``mcnemar_text`` on matching the voice's / the words' label (items with a words' label).
+    """
+    if isinstance(df, (str, Path)):
+        from probes.store import read_rows
+
+        df = read_rows(df)
+    if df.empty or "pred" not in df.columns:
+        return {}
+    df = df.copy()
+    df["pred_c"] = [normalize_pred(p, parse=parse) or "" for p in df["pred"]]
+    df["semantic_label"] = df["semantic_label"].fillna("").astype(str) if "semantic_label" in df else ""
+    if "condition" not in df:
+        df["condition"] = "none"
+    by = {str(c): g.drop_duplicates("utt_id").set_index("utt_id") for c, g in df.groupby("condition", sort=True)}
+    out: dict = {}
+    for ref in refs:
+        if ref not in by:
+            continue
+        r = by[ref]
+        out[ref] = {}
+        for c, g in by.items():
+            if c == ref:
+                continue
+            common = r.index.intersection(g.index).sort_values()
+            a, b = r.loc[common], g.loc[common]
+            truth = a[correct_col].astype(str).tolist()
+            entry: dict = {"n": int(len(common))}
+            for name, fn in (("uar", uar), ("accuracy", accuracy), ("macro_f1", macro_f1)):
+                entry[f"delta_{name}"] = fn(truth, b["pred_c"].tolist()) - fn(truth, a["pred_c"].tolist())
+            entry["mcnemar"] = mcnemar((a["pred_c"] == a[correct_col]).to_numpy(), (b["pred_c"] == a[correct_col]).to_numpy())
+            sem, ac = a["semantic_label"], a["acoustic_label"].astype(str)
+            conflict = (sem != "") & (sem != ac)
+            entry["n_conflict"] = int(conflict.sum())
+            if conflict.any():
+                for who, col in (("voice", ac), ("text", sem)):
+                    entry[f"delta_follows_{who}"] = float(np.mean(b["pred_c"][conflict] == col[conflict])
+                                                          - np.mean(a["pred_c"][conflict] == col[conflict]))
+            entry["mcnemar_voice"] = mcnemar((a["pred_c"] == ac).to_numpy(), (b["pred_c"] == ac).to_numpy())
+            has = sem != ""
+            entry["mcnemar_text"] = mcnemar((a["pred_c"] == sem)[has].to_numpy(), (b["pred_c"] == sem)[has].to_numpy())
+            out[ref][c] = entry
+    return out
+
+
 def prediction_entropy(pred: Sequence) -> float:
     """Entropy (bits) of the distribution of predicted labels: near 0 means collapse onto one label."""
     vals, counts = np.unique(_arr(pred), return_counts=True)
@@ -240,27 +453,123 @@ def prediction_entropy(pred: Sequence) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
+# ---------------------------------------------------------------------------------- tables
+def apply_preset(df, preset: str | Mapping[str, str]):
+    """A prediction table with the run-row column names added (``pred``, ``acoustic_label``,
+    ``semantic_label`` and, where the preset names them, ``model`` and ``text_condition``),
+    labels stripped and lower-cased. A missing column is a ValueError naming it."""
+    spec = dict(PRESETS[preset] if isinstance(preset, str) else preset)
+    names = {"pred": "pred", "acoustic": "acoustic_label", "semantic": "semantic_label", "model": "model",
+             "text_condition": "text_condition"}
+    missing = [spec[k] for k in names if spec.get(k) and spec[k] not in df.columns]
+    if missing:
+        raise ValueError(f"not a {preset if isinstance(preset, str) else 'preset'} table: no column "
+                         f"{', '.join(missing)}; expected {', '.join(spec[k] for k in names if spec.get(k))}")
+    add = {}
+    for k, col in names.items():
+        src = spec.get(k)
+        if src and src != col:
+            v = df[src]
+            add[col] = v.astype(str).str.strip().str.lower() if k in ("acoustic", "semantic") else v
+    return df.assign(**add)
+
+
 def score_frame(df, *, pred: str = "pred", acoustic: str = "acoustic_label", semantic: str = "semantic_label",
-                group: str | None = None, labels=None, ci: bool = False, n_boot: int = 1000) -> dict:
+                group: str | Sequence[str] | None = None, labels=None, ci: bool = False, n_boot: int = 1000,
+                seed: int = 0, parse: str = DEFAULT_PARSE, extra_labels: Mapping[str, str] | None = None) -> dict:
     """Score a DataFrame of predictions, overall (``"all"``) or per value of ``group``."""
-    fn = (lambda a, s, p: score_with_ci(a, s, p, labels, n_boot=n_boot)) if ci else (lambda a, s, p: score(a, s, p, labels))
+    kw = dict(parse=parse, extra_labels=extra_labels)
+    fn = (lambda a, s, p: score_with_ci(a, s, p, labels, n_boot=n_boot, seed=seed, **kw)) if ci else \
+        (lambda a, s, p: score(a, s, p, labels, **kw))
     if semantic not in df.columns:
         df = df.assign(**{semantic: ""})
-    groups = {"all": df} if group is None else {str(k): g for k, g in df.groupby(group, sort=True)}
+    groups = {"all": df} if group is None else {(str(k) if not isinstance(k, tuple) else " · ".join(map(str, k))): g
+                                                for k, g in df.groupby(group, sort=True)}
     return {k: _clean(fn(g[acoustic].tolist(), g[semantic].fillna("").tolist(), g[pred].tolist())) for k, g in groups.items()}
 
 
-def score_run(run_dir: str | Path, *, ci: bool = True, n_boot: int = 500) -> dict:
-    """metrics.json of a prediction run: per condition, with intervals and error count."""
+def score_table(df, by: Sequence[str] = (), *, pred: str = "pred", acoustic: str = "acoustic_label",
+                semantic: str = "semantic_label", n_boot: int = 1000, seed: int = 0, parse: str = DEFAULT_PARSE,
+                extra_labels: Mapping[str, str] | None = None):
+    """One row per group (columns ``by`` + every key of ``score_with_ci``): the table figures draw."""
+    import pandas as pd
+
+    by = list(by)
+    out = []
+    groups = [((), df)] if not by else list(df.groupby(by, sort=True))
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        s = g[semantic].fillna("").astype(str).replace("nan", "").tolist() if semantic in g else [""] * len(g)
+        row = dict(zip(by, key))
+        row.update(score_with_ci(g[acoustic].fillna("").astype(str).tolist(), s, g[pred].tolist(), n_boot=n_boot,
+                                 seed=seed, parse=parse, extra_labels=extra_labels))
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def neutral_share(df, by: str = "condition", pred: str = "pred", acoustic: str = "acoustic_label",
+                  parse: str = DEFAULT_PARSE) -> dict[str, float]:
+    """Share of ``neutral`` answers per group among items whose voice is not neutral (where a
+    ``neutral`` answer is always wrong): the cue-token study's shift of confusions toward neutral."""
+    if acoustic in df:
+        df = df[df[acoustic].astype(str) != NEUTRAL]
+    return {str(k): float(np.mean([normalize_pred(v, parse=parse) == NEUTRAL for v in g[pred]])) for k, g in df.groupby(by)}
+
+
+def corpus_notes(df) -> dict:
+    """What the rows say about their corpora's design: ``neutral_text_by_design`` lists the
+    corpora whose sentences are all neutral on purpose (EmoDB): their "conflicts" are all
+    neutral-text items, a neutral-text control set, not a test of words against voice."""
+    col = "text_design"
+    if col not in getattr(df, "columns", ()):
+        return {}
+    corp = df["corpus"].astype(str) if "corpus" in df else None
+    flagged = df[col].astype(str) == "neutral"
+    if not flagged.any():
+        return {}
+    names = sorted(set(corp[flagged])) if corp is not None else ["?"]
+    return {"neutral_text_by_design": names}
+
+
+def score_run(run_dir: str | Path, *, ci: bool = True, n_boot: int = 500, parse: str = DEFAULT_PARSE) -> dict:
+    """metrics.json of a prediction run: per condition, with intervals and error count.
+
+    The rows are scored sorted by utterance (``paired_bootstrap`` sorts again), so a run merged
+    from shards gets exactly the metrics of the same run made in one piece.
+    """
     from probes.store import count_errors, read_rows
 
     df = read_rows(run_dir)
-    out: dict = {"errors": count_errors(run_dir)}
+    out: dict = {"errors": count_errors(run_dir), "parse": parse}
     if df.empty or "pred" not in df.columns:
         out["conditions"] = {}
         return out
-    out["conditions"] = score_frame(df, group="condition", ci=ci, n_boot=n_boot)
+    if "utt_id" in df:
+        df = df.sort_values(["utt_id"], kind="stable")
+    extra = run_extra_labels(run_dir)
+    out["conditions"] = score_frame(df, group="condition" if "condition" in df else None, ci=ci, n_boot=n_boot,
+                                    parse=parse, extra_labels=extra or None)
+    if "condition" not in df:
+        out["conditions"] = {"none": out["conditions"]["all"]}
+    notes = corpus_notes(df)
+    if notes:
+        out.update(notes)
+    if extra:
+        out["extra_labels"] = extra
     return out
+
+
+def run_extra_labels(run_dir: str | Path) -> dict[str, str]:
+    """The run's extra labels ({corpus label: canonical}) as its manifest.json records them."""
+    import json
+
+    p = Path(run_dir) / "manifest.json"
+    try:
+        man = json.loads(p.read_text()) if p.exists() else {}
+    except ValueError:
+        return {}
+    model = man.get("model") if isinstance(man.get("model"), dict) else {}
+    return dict(man.get("extra_labels") or model.get("extra_labels") or {})
 
 
 def _clean(d: dict) -> dict:

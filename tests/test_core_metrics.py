@@ -101,14 +101,104 @@ def test_confusion_counts():
 
 
 def test_fast_bootstrap_matches_the_plain_one():
-    """score_with_ci's integer-code resampling gives the same intervals as resampling score()."""
+    """score_with_ci's vectorised statistic gives the intervals of resampling score() itself
+    (same scipy bootstrap, same seed, same sorted items: the same resamples)."""
     rng = np.random.default_rng(3)
     labels = ["neutral", "happy", "sad", "angry"]
     a = rng.choice(labels, 120)
     s = rng.choice(labels, 120)
-    p = np.where(rng.random(120) < 0.5, a, np.where(rng.random(120) < 0.5, s, rng.choice(labels + ["zzz"], 120)))
+    p = np.where(rng.random(120) < 0.5, a, np.where(rng.random(120) < 0.5, s, rng.choice(labels, 120)))
     fast = M.score_with_ci(list(a), list(s), list(p), n_boot=200, seed=7)
-    for key in ("accuracy", "uar", "macro_f1", "follows_voice", "follows_text", "text_dominance"):
+    for key in M._CI_KEYS:
         slow = M.bootstrap_ci(lambda x, y, z, k=key: M.score(x, y, z)[k], a, s, p, n_boot=200, seed=7)
         assert fast[f"{key}_ci"] == pytest.approx(list(slow), abs=1e-9), key
         assert fast[f"{key}_ci"][0] <= fast[key] <= fast[f"{key}_ci"][1]
+
+
+def test_intervals_on_groups_with_disjoint_label_sets():
+    """Regression: a group whose words' labels no voice carries (EMIS grouped by wav_emo) got
+    follows-text intervals of [0, 0] around estimates of 0.5-0.86."""
+    rng = np.random.default_rng(4)
+    n = 200
+    a = ["sad"] * n                                   # one voice label
+    s = list(rng.choice(["happy", "angry"], n))      # words' labels the voice never carries
+    p = [w if rng.random() < 0.7 else "sad" for w in s]
+    r = M.score_with_ci(a, s, p, n_boot=300)
+    for key in ("follows_text", "text_dominance", "follows_text_emotional_conflict", "follows_voice"):
+        lo, hi = r[f"{key}_ci"]
+        assert lo < r[key] < hi, (key, r[key], lo, hi)
+    assert 0.5 < r["follows_text"] < 0.85
+
+
+def test_bootstrap_is_order_independent_so_shards_merge_exactly():
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    labels = ["neutral", "happy", "sad", "angry"]
+    df = pd.DataFrame({"utt_id": [f"u{i:03d}" for i in range(150)], "acoustic_label": rng.choice(labels, 150),
+                       "semantic_label": rng.choice(labels, 150), "pred": rng.choice(labels + ["I am not sure"], 150)})
+    one = M.score_frame(df, ci=True, n_boot=200)
+    shards = pd.concat([df.iloc[1::2], df.iloc[::2]])          # what a merge of two shards holds
+    shuffled = df.sample(frac=1.0, random_state=1)
+    assert M.score_frame(shards, ci=True, n_boot=200) == one
+    assert M.score_frame(shuffled, ci=True, n_boot=200) == one
+
+
+def test_conflict_types_scored_apart():
+    acoustic = ["angry", "sad", "angry", "happy", "neutral", "neutral", "sad"]
+    semantic = ["happy", "happy", "neutral", "neutral", "sad", "happy", "sad"]
+    pred = ["happy", "sad", "neutral", "neutral", "sad", "neutral", "sad"]
+    assert [M.conflict_type(a, s) for a, s in zip(acoustic, semantic)] == [
+        "emotional-conflict", "emotional-conflict", "neutral-text", "neutral-text", "neutral-voice",
+        "neutral-voice", "congruent"]
+    assert M.conflict_type("sad", "") == ""
+    r = M.score(acoustic, semantic, pred)
+    assert r["n_conflict"] == 6  # pooled, as before
+    assert (r["n_emotional_conflict"], r["n_neutral_text"], r["n_neutral_voice"]) == (2, 2, 2)
+    assert r["follows_text_emotional_conflict"] == 0.5 and r["follows_voice_emotional_conflict"] == 0.5
+    assert r["text_dominance_emotional_conflict"] == 0.5
+    assert r["neutral_pull"] == 1.0                     # both neutral-text items answered neutral
+    assert r["follows_text_neutral_voice"] == 0.5 and r["follows_voice_neutral_voice"] == 0.5
+    assert r["n_emotional_words"] == 4 and r["follows_text_emotional_words"] == 0.5
+    # pooled follows-text counts the neutral answers to neutral words as following the words
+    assert r["follows_text"] == pytest.approx(4 / 6)
+
+
+def test_parse_policies():
+    echoed = "sad (sadness filled me as i packed my things)"
+    assert M.normalize_pred(echoed, parse="lenient") == "sad"
+    assert M.normalize_pred(echoed, parse="strict") is None
+    assert M.normalize_pred("sadness", parse="strict") is None
+    assert M.normalize_pred(" Sad. ", parse="strict") == "sad"
+    r = M.score(["happy", "happy"], ["sad", "sad"], [echoed, "happy"], parse="strict")
+    assert r["invalid"] == 1 and r["follows_text"] == 0.0 and r["parse"] == "strict"
+    assert M.score(["happy", "happy"], ["sad", "sad"], [echoed, "happy"])["follows_text"] == 0.5
+    with pytest.raises(ValueError, match="parse policy"):
+        M.normalize_pred("sad", parse="loose")
+
+
+def test_extra_labels_are_valid_answers_scored_as_their_canonical_label():
+    a, s, p = ["other", "other", "sad"], ["neutral"] * 3, ["bored", "I think the speaker is bored", "sad"]
+    plain = M.score(a, s, p)
+    assert plain["invalid"] == 2
+    r = M.score(a, s, p, extra_labels={"bored": "other"})
+    assert r["invalid"] == 0 and r["accuracy"] == 1.0
+    assert M.normalize_pred("boredom", extra_labels={"bored": "other"}) == "other"
+    assert M.normalize_pred("bored", extra_labels={"bored": "other"}, parse="strict") == "other"
+
+
+def test_compare_conditions_paired_deltas_and_mcnemar():
+    import pandas as pd
+
+    rows = []
+    for i in range(40):
+        a, s = "sad", "happy"
+        rows.append({"utt_id": f"u{i}", "condition": "none", "acoustic_label": a, "semantic_label": s, "pred": s})
+        rows.append({"utt_id": f"u{i}", "condition": "cues", "acoustic_label": a, "semantic_label": s,
+                     "pred": a if i < 30 else s})
+    c = M.compare_conditions(pd.DataFrame(rows))["none"]["cues"]
+    assert c["n"] == 40 and c["n_conflict"] == 40
+    assert c["delta_accuracy"] == pytest.approx(0.75)
+    assert c["delta_follows_voice"] == pytest.approx(0.75) and c["delta_follows_text"] == pytest.approx(-0.75)
+    assert (c["mcnemar"]["b"], c["mcnemar"]["c"], c["mcnemar"]["method"]) == (0, 30, "chi2-cc")
+    assert c["mcnemar_text"]["b"] == 30
