@@ -2,7 +2,7 @@
 
   probe fas train --data MANIFEST --out CKPT [--arm fas] [--acoustic egemaps] [--semantic asr-minilm]
   probe fas eval --checkpoint CKPT --data MANIFEST [--split test] [--conflict-only]   (zero-shot: another manifest)
-  probe fas experiment --data MANIFEST --out RUNDIR [--quick]
+  probe fas experiment --data MANIFEST --out RUNDIR [--quick]   (= probe run fas-conflict --model fas-untrained)
 """
 
 from __future__ import annotations
@@ -73,14 +73,16 @@ def cmd_eval(args) -> int:
 
 
 def cmd_experiment(args) -> int:
+    """A thin wrapper over `probe run fas-conflict --model fas-untrained` (the registered probe)."""
     from fas.experiment import ABLATION_ARMS, MAIN_ARMS, run_experiment
     from fas.train import TrainConfig
 
-    tc = TrainConfig(epochs=args.epochs if args.epochs is not None else (15 if args.quick else 40),
-                     batch_size=args.batch_size, seed=args.seed)
-    arms = MAIN_ARMS + (ABLATION_ARMS if args.ablations else ())
-    out = run_experiment(args.data, args.out, tc=tc, arms=arms, size=args.size, workers=args.workers,
-                         n_boot=args.n_boot, progress=not args.quiet, threads=args.threads)
+    tc = TrainConfig(epochs=args.epochs if args.epochs is not None else (20 if args.quick else 60),
+                     batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    arms = tuple(a.strip() for a in args.arms.split(",")) if args.arms else MAIN_ARMS + (ABLATION_ARMS if args.ablations else ())
+    out = run_experiment(args.data, args.out, tc=tc, arms=arms, seeds=args.seeds, size=args.size, workers=args.workers,
+                         n_boot=args.n_boot, progress=not args.quiet, threads=args.threads,
+                         attributions=args.attributions)
     print((out / "results.md").read_text())
     print(f"run folder: {out}")
     return 0
@@ -140,6 +142,11 @@ def add_commands(subparsers) -> None:
     s.add_argument("--size", type=int, help="training items per mix (default: the largest all mixes allow)")
     s.add_argument("--n-boot", type=int, default=500)
     s.add_argument("--ablations", action="store_true", help="also train FAS w/o Top-K and w/o queries")
+    s.add_argument("--arms", help="comma-separated arms, e.g. acoustic-only,concat[text],fas-voiced[text] "
+                                  "(default: every main arm)")
+    s.add_argument("--seeds", type=int, default=3, help="training seeds per arm and mix")
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--attributions", action="store_true", help="also captum IG / ablation shares (slow)")
     s.add_argument("--quick", action="store_true", help="fewer epochs")
     s.set_defaults(func=cmd_experiment)
 

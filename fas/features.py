@@ -131,20 +131,67 @@ class Pathway:
 
 
 class EGeMAPS(Pathway):
-    """opensmile eGeMAPSv02 LLDs: 25 descriptors every 10 ms. Raw values; normalise per speaker later."""
+    """opensmile eGeMAPSv02 LLDs: 25 descriptors every 10 ms. Raw values; normalise per speaker later.
+
+    Computed by ``interventions.egemaps`` (one opensmile setup and one cache for the workbench)."""
 
     frame_rate = 100.0
 
-    def __init__(self, spec):
-        super().__init__(spec)
-        import opensmile
-
-        self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                                     feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
-
     def compute(self, wav, sr, text=None):
-        df = self.smile.process_signal(np.asarray(wav, dtype=np.float32), sr)
+        from interventions.egemaps import features_of_signal
+
+        df = features_of_signal(np.asarray(wav, dtype=np.float32), sr, level="lld")
         return df.to_numpy(dtype=np.float32), {"columns": json.dumps(list(df.columns))}
+
+
+class EGeMAPSCache:
+    """The eGeMAPS LLD cache of ``interventions.egemaps``, seen through FeatureCache's interface.
+
+    FAS does not keep a second eGeMAPS cache: files are keyed by ``probes.audio.content_hash`` in
+    both, and an in-memory waveform (after an audio intervention) by ``wav_hash`` in the same
+    folder. ``root`` is that module's ``cache_dir`` (default ``$DISSONANCE_CACHE/egemaps``).
+    """
+
+    def __init__(self, root: str | Path | None = None):
+        from interventions.egemaps import cache_root
+
+        self.root = cache_root(root)
+
+    def path(self, key: str) -> Path:
+        from interventions.egemaps import _entry
+
+        return _entry(self.root, "lld", key)
+
+    def has(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def get(self, key: str) -> tuple[np.ndarray, dict] | None:
+        import pandas as pd
+
+        p = self.path(key)
+        if not p.exists():
+            return None
+        df = pd.read_csv(p)
+        return df.to_numpy(dtype=np.float32), {"columns": json.dumps(list(df.columns))}
+
+    def put(self, key: str, frames: np.ndarray, meta: dict[str, str] | None = None) -> None:
+        import pandas as pd
+
+        from interventions.egemaps import feature_names
+
+        cols = json.loads((meta or {}).get("columns") or "null") or feature_names("lld")
+        p = self.path(key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + f".{os.getpid()}.tmp")
+        pd.DataFrame(np.asarray(frames, dtype=np.float32), columns=cols).to_csv(tmp, index=False)
+        os.replace(tmp, p)
+
+
+def cache_for(spec: "PathwaySpec", root: str | Path | None = None):
+    """The cache a pathway's frames live in (eGeMAPS: the workbench's one eGeMAPS cache)."""
+    if spec.name == "egemaps":
+        return EGeMAPSCache(root)
+    return FeatureCache(spec.encoder_id, spec.layer, root)
 
 
 def _minilm(source: str | None):
@@ -383,7 +430,7 @@ def _worker_init(spec: PathwaySpec, root: str, threads: int) -> None:
 
         torch.set_num_threads(max(1, threads))
     _WORKER["pathway"] = build_pathway(_with_threads(spec, threads))
-    _WORKER["cache"] = FeatureCache(spec.encoder_id, spec.layer, root)  # the id never includes threads
+    _WORKER["cache"] = cache_for(spec, root)  # the id never includes threads
 
 
 def _with_threads(spec: PathwaySpec, threads: int) -> PathwaySpec:
@@ -423,13 +470,20 @@ def extract(
     """
     from tqdm.auto import tqdm
 
-    cache = FeatureCache(spec.encoder_id, spec.layer, root)
+    cache = cache_for(spec, root)
     seen, todo = set(), []
     for it in items:
         if it.key not in seen and not cache.has(it.key):
             seen.add(it.key)
             todo.append(it)
     if not todo:
+        return cache
+    if spec.name == "egemaps" and pathway is None and all(it.audio_path for it in todo):
+        from interventions.egemaps import extract as egemaps_extract
+
+        # files: interventions.egemaps fills the shared cache (its own pool and bar)
+        egemaps_extract([it.audio_path for it in todo], level="lld", cache_dir=root, workers=workers,
+                        progress=progress)
         return cache
     bar = tqdm(total=len(todo), desc=f"features {spec.name}", unit="utt", disable=not progress, dynamic_ncols=True)
     try:
@@ -444,7 +498,7 @@ def extract(
             threads = max(1, (os.cpu_count() or 1) // workers)
             # spawn, not fork: a forked torch / CTranslate2 runtime can hang in the child
             with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                     initargs=(spec, str(cache.dir.parent.parent), threads)) as ex:
+                                     initargs=(spec, str(root) if root is not None else None, threads)) as ex:
                 futs = [ex.submit(_work, it) for it in todo]
                 for f in as_completed(futs):
                     f.result()
@@ -455,17 +509,43 @@ def extract(
 
 
 # ------------------------------------------------------------------------------------ normalisation
-def speaker_stats(frames: dict[str, np.ndarray], speakers: dict[str, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per-speaker mean and std over all frames of the speaker's utterances.  -> {speaker: ([D], [D])}"""
+# How eGeMAPS frames are normalised before FAS sees them:
+# - "speaker" (the rule the paper's recipe implies and FINDINGS lesson 4 asks for): z-score per
+#   speaker over all frames. Unvoiced frames hold 0 in every *_nz descriptor (F0, jitter, HNR,
+#   formants), far from the speaker's mean, so they get the largest L2 norms and the Top-K keeps
+#   them: 25 % of the kept patches were voiced against 72 % of all patches (docs/fas.md).
+# - "speaker-voiced" (OUR DEVIATION from the paper, named as such everywhere it is used): the
+#   per-speaker statistics come from voiced frames only, and unvoiced frames are set to 0 (the
+#   speaker's voiced mean), so silence has norm 0 and the L2-norm Top-K ranks voiced patches.
+ACOUSTIC_NORMS = ("speaker", "speaker-voiced")
+F0_COLUMN = 10  # "F0semitoneFrom27.5Hz_sma3nz" in the 25 eGeMAPSv02 LLDs: 0 where unvoiced
+
+
+def voiced_mask(x: np.ndarray) -> np.ndarray:
+    """[T, 25] eGeMAPS LLDs -> [T] bool, True where opensmile found a pitch."""
+    return np.asarray(x)[:, F0_COLUMN] > 0
+
+
+def speaker_stats(frames: dict[str, np.ndarray], speakers: dict[str, str], *,
+                  voiced_only: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-speaker mean and std over all frames (or the voiced frames) of the speaker's utterances.
+
+    -> {speaker: ([D], [D])}"""
     by: dict[str, list[np.ndarray]] = {}
     for utt, x in frames.items():
-        by.setdefault(speakers[utt], []).append(x)
+        by.setdefault(speakers[utt], []).append(x[voiced_mask(x)] if voiced_only else x)
     out = {}
     for spk, xs in by.items():
         allx = np.concatenate(xs, 0)
+        if not len(allx):
+            raise ValueError(f"speaker {spk!r}: no voiced eGeMAPS frame in any utterance; "
+                             "use the acoustic norm 'speaker' for unpitched audio")
         out[spk] = (allx.mean(0), allx.std(0) + 1e-6)
     return out
 
 
-def normalise(x: np.ndarray, stats: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    return ((x - stats[0]) / stats[1]).astype(np.float32)
+def normalise(x: np.ndarray, stats: tuple[np.ndarray, np.ndarray], *, voiced_only: bool = False) -> np.ndarray:
+    z = ((x - stats[0]) / stats[1]).astype(np.float32)
+    if voiced_only:
+        z[~voiced_mask(x)] = 0.0
+    return z

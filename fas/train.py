@@ -61,9 +61,12 @@ class Streams:
         return len(self.utt_ids)
 
     def subset(self, idx: Sequence[int]) -> "Streams":
+        meta = dict(self.meta)
+        if "voiced" in meta:  # per-utterance entries follow the subset
+            meta["voiced"] = [meta["voiced"][i] for i in idx]
         return Streams([self.utt_ids[i] for i in idx], [self.aco[i] for i in idx], [self.sem[i] for i in idx],
                        [self.acoustic_label[i] for i in idx], [self.semantic_label[i] for i in idx],
-                       [self.rows[i] for i in idx] if self.rows else [], self.meta)
+                       [self.rows[i] for i in idx] if self.rows else [], meta)
 
 
 def pathway_spec(name: str, source: str | None = None, layer: int | str = "last"):
@@ -82,9 +85,20 @@ def load_streams(
     workers: int = 2,
     progress: bool = True,
     hashes: dict | None = None,
+    acoustic_norm: str = "speaker",
+    raw: dict | None = None,
 ) -> Streams:
-    """Featurise every row of a Manifest (through the cache) and normalise eGeMAPS per speaker."""
-    from fas.features import extract, item_for, normalise, speaker_stats
+    """Featurise every row of a Manifest (through the cache) and normalise eGeMAPS per speaker.
+
+    ``acoustic_norm``: ``"speaker"`` (z-score over all frames) or ``"speaker-voiced"`` (our
+    deviation: voiced-frame statistics, unvoiced frames zeroed; fas/features.py). ``raw``: a dict
+    that keeps the un-normalised frames per pathway, so a second norm reuses them.
+    """
+    from fas.features import ACOUSTIC_NORMS, extract, item_for, normalise, speaker_stats, voiced_mask
+
+    if acoustic_norm not in ACOUSTIC_NORMS:
+        raise ValueError(f"acoustic_norm {acoustic_norm!r}: use one of {', '.join(ACOUSTIC_NORMS)}")
+    voiced = acoustic_norm == "speaker-voiced"
 
     rows = list(data.rows())
     out: dict[str, list] = {}
@@ -92,20 +106,30 @@ def load_streams(
     hashes = {} if hashes is None else hashes
     for stream, name, src in (("aco", acoustic, acoustic_source), ("sem", semantic, semantic_source)):
         spec = pathway_spec(name, src)
-        items = [item_for(r, data.audio_path(i), spec, hashes=hashes) for i, r in enumerate(rows)]
-        cache = extract(spec, items, workers=workers, progress=progress)
-        frames, m = [], {}
-        for r, it in zip(rows, items):
-            x, md = cache.get(it.key)
-            frames.append(x)
-            if "transcript" in md:
-                m[r["utt_id"]] = md["transcript"]
+        rkey = (stream, spec)
+        if raw is not None and rkey in raw:
+            frames, m = raw[rkey]
+        else:
+            items = [item_for(r, data.audio_path(i), spec, hashes=hashes) for i, r in enumerate(rows)]
+            cache = extract(spec, items, workers=workers, progress=progress)
+            frames, m = [], {}
+            for r, it in zip(rows, items):
+                x, md = cache.get(it.key)
+                frames.append(x)
+                if "transcript" in md:
+                    m[r["utt_id"]] = md["transcript"]
+            if raw is not None:
+                raw[rkey] = (frames, m)
         if name == "egemaps":
             allx = np.concatenate(frames, 0)
+            if voiced:
+                allx = allx[voiced_mask(allx)]
             meta["raw_acoustic_stats"] = [allx.mean(0).tolist(), (allx.std(0) + 1e-6).tolist()]
+            meta["voiced"] = [voiced_mask(x) for x in frames]
             by_utt = {r["utt_id"]: x for r, x in zip(rows, frames)}
-            stats = speaker_stats(by_utt, {r["utt_id"]: r["speaker"] for r in rows})
-            frames = [normalise(x, stats[r["speaker"]]) for r, x in zip(rows, frames)]
+            stats = speaker_stats(by_utt, {r["utt_id"]: r["speaker"] for r in rows}, voiced_only=voiced)
+            frames = [normalise(x, stats[r["speaker"]], voiced_only=voiced) for r, x in zip(rows, frames)]
+            meta["acoustic_norm"] = acoustic_norm
         out[stream] = frames
         if m:
             meta["transcripts"] = m
@@ -298,7 +322,7 @@ def train_arm(
     cfg = arm_config(arm, labels=labels, **dims(train), **experiment_overrides(semantic), **(overrides or {}))
     model, curve = train_model(cfg, train, tc, dev=dev, arm=arm, progress=progress)
     extra = {"arm": arm, "train": asdict(tc), "pathways": {"acoustic": acoustic, "semantic": semantic},
-             "acoustic_norm": "per-speaker z-score" if acoustic == "egemaps" else "none",
+             "acoustic_norm": train.meta.get("acoustic_norm", "speaker") if acoustic == "egemaps" else "none",
              # raw-frame stats of the training set: the adapter's fallback for a speaker it has no stats for
              "raw_acoustic_stats": train.meta.get("raw_acoustic_stats")}
     return model, curve, extra

@@ -127,3 +127,43 @@ def test_asr_pathway_transcribes_espeak_speech(tmp_path):
     it = item_for({"text": ""}, tmp_path / "a.wav", spec)
     x, meta = extract(spec, [it], progress=False, root=tmp_path / "c").get(it.key)
     assert {"happy", "today"} <= set(meta["transcript"].lower().replace(".", "").split()) and x.shape[1] == 384
+
+
+def test_fas_egemaps_uses_the_one_egemaps_cache(tiny_manifest, tmp_path):
+    """fas/features.py keeps no eGeMAPS cache of its own: it fills and reads interventions.egemaps'."""
+    from interventions import egemaps
+    from probes.data.manifest import Manifest
+
+    m = Manifest.read(tiny_manifest)
+    spec = PathwaySpec("egemaps")
+    paths = [m.audio_path(i) for i in range(3)]
+    items = [item_for(r, m.audio_path(i), spec) for i, r in enumerate(list(m.rows())[:3])]
+    cache = extract(spec, items, workers=1, progress=False, root=tmp_path / "eg")
+    assert egemaps.cached_count(paths, "lld", cache_dir=tmp_path / "eg") == 3
+    lld = egemaps.extract(paths, level="lld", cache_dir=tmp_path / "eg", progress=False)
+    for it, df in zip(items, lld):
+        assert np.allclose(cache.get(it.key)[0], df.to_numpy(np.float32))
+    # an in-memory waveform lands in the same folder, keyed by the hash of its samples
+    from probes.audio import load_audio
+
+    wav = load_audio(paths[0], 16000)
+    frames, meta = build_pathway(spec).compute(wav, 16000)
+    cache.put(wav_hash(wav), frames, meta)
+    assert cache.path(wav_hash(wav)).is_relative_to(tmp_path / "eg")
+    assert np.allclose(cache.get(wav_hash(wav))[0], frames, atol=1e-5)
+
+
+def test_voiced_normalisation_is_a_separate_named_rule():
+    from fas.features import F0_COLUMN, voiced_mask
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(3, 1, (40, 25)).astype(np.float32)
+    x[:15] = 0.0                                   # unvoiced / silent frames: every *_nz LLD is 0
+    x[15:, F0_COLUMN] = rng.uniform(20, 30, 25)
+    assert voiced_mask(x).sum() == 25
+    paper = normalise(x, speaker_stats({"u": x}, {"u": "s"})["s"])
+    ours = normalise(x, speaker_stats({"u": x}, {"u": "s"}, voiced_only=True)["s"], voiced_only=True)
+    norms = lambda z: np.linalg.norm(z, axis=1)  # noqa: E731
+    # the paper's rule: silence has the largest norms; ours: silence has norm 0, voiced frames unit scale
+    assert norms(paper)[:15].mean() > norms(paper)[15:].mean()
+    assert np.all(norms(ours)[:15] == 0) and np.allclose(ours[15:].mean(0), 0, atol=1e-4)

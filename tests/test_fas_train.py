@@ -79,19 +79,58 @@ def test_instrumentation_per_utterance(trained, fas_toy):
 def test_experiment_writes_one_table_beside_the_acoustic_baseline(tiny_manifest, fas_cache, tmp_path):
     from fas.experiment import run_experiment
 
-    arms = (("acoustic-only", "fas-acoustic-only", "text-minilm"), ("fas[text]", "fas", "text-minilm"))
-    out = run_experiment(tiny_manifest, tmp_path / "run", mixes=(0.0, 0.5), arms=arms, workers=1,
+    arms = ("acoustic-only", "fas[text]", "fas-voiced[text]")
+    out = run_experiment(tiny_manifest, tmp_path / "run", mixes=(0.0, 0.5), arms=arms, workers=1, seeds=2,
                          tc=TrainConfig(epochs=2, batch_size=4), n_boot=20, progress=False)
     res = pd.read_csv(out / "results.csv")
-    assert len(res) == 4 and set(res["arm"]) == {"acoustic-only", "fas[text]"}
+    assert len(res) == 6 and set(res["arm"]) == set(arms)
     assert set(res["n_test"]) == {2} and set(res["n_train"]) == {4}  # fixed training size across mixes
-    assert res.loc[res["arm"] == "fas[text]", "attn_acoustic_mass"].between(0, 1).all()
+    assert set(res["n_seeds"]) == {2}
+    assert res["train_accuracy"].between(0, 1).all()                  # every arm reports its fit
+    q = res[res["arm"] != "acoustic-only"]
+    assert q["attn_acoustic_mass"].between(0, 1).all() and q["kept_voiced_share"].between(0, 1).all()
+    assert (res["follows_text_lo"] <= res["follows_text"]).all() and (res["follows_text"] <= res["follows_text_hi"]).all()
     curve = pd.read_csv(out / "loss_curve.csv")
     assert list(curve.columns) == ["arm", "epoch", "split", "loss"]
     man = json.loads((out / "manifest.json").read_text())
     assert man["seed"] == 42 and "git_sha" in man and "versions" in man
+    assert man["probe"] == "fas-conflict" and man["model"]["name"] == "fas-untrained"
     assert "follows-text" in (out / "results.md").read_text()
     assert (out / "checkpoints").is_dir()
+    # written by the run store like any other run: rows with the standard columns, metrics per condition
+    from probes.probe import ROW_COLUMNS
+    from probes.store import read_rows
+
+    rows = read_rows(out)
+    assert set(ROW_COLUMNS) <= set(rows.columns) and len(rows) == 6 * 2 * rows["utt_id"].nunique()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "fas[text]@50%" in metrics["conditions"] and len(metrics["fas_table"]) == 6
+
+
+def test_fas_conflict_is_a_registered_probe_that_resumes(tiny_manifest, fas_cache, tmp_path):
+    from probes.data.manifest import Manifest
+    from probes.probe import run_probe
+    from probes.registry import MODELS, PROBES
+
+    probe = PROBES["fas-conflict"](arms="acoustic-only,concat[text]", mixes="0", seeds=1, epochs=2, batch_size=4,
+                                   n_boot=10, workers=1)
+    data = Manifest.read(tiny_manifest)
+    out = run_probe(probe, MODELS["fas-untrained"](), data, tmp_path / "r", seed=3, progress=False)
+    first = (out / "rows.jsonl").read_text()
+    calls = []
+    orig = type(probe)._fit
+    type(probe)._fit = lambda self, *a, **k: calls.append(a) or orig(self, *a, **k)
+    try:
+        run_probe(probe, MODELS["fas-untrained"](), data, out, seed=3, progress=False)
+    finally:
+        type(probe)._fit = orig
+    assert calls == [] and (out / "rows.jsonl").read_text() == first   # nothing retrained on resume
+    with pytest.raises(ValueError, match="known arms"):
+        PROBES["fas-conflict"](arms="concat[text],nonsense[text]")
+    with pytest.raises(ValueError, match=r"\[asr\] or"):
+        PROBES["fas-conflict"](arms="concat")
+    with pytest.raises(NotImplementedError, match="fas train"):
+        MODELS["fas-untrained"]().predict([])
 
 
 def test_nq_sweep_writes_the_ablation_table_and_its_figure(tiny_manifest, fas_cache, tmp_path):
