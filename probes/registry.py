@@ -98,6 +98,6 @@ def summary(obj: object) -> str:
 
 # The four registries of the workbench. Their packages are imported on first lookup.
 MODELS: Registry = Registry("model", ("probes.models", "fas"))
-PROBES: Registry = Registry("probe", ("probes.library",))
+PROBES: Registry = Registry("probe", ("probes.library", "fas"))
 INTERVENTIONS: Registry = Registry("intervention", ("interventions",))
 CORPORA: Registry = Registry("corpus", ("probes.data.corpora",), plural="corpora")
