@@ -5,7 +5,13 @@ This module changes nothing a model sees; it is the library behind the cue-token
 (``interventions/egemaps.py``) and records, per utterance, one level word per concept.
 
 Each concept is a weighted mean of z-scored eGeMAPS functionals (z over the reference set, or
-within each speaker with ``per_speaker=True``); the sign says which way is "high":
+within each speaker with ``per_speaker=True``); the sign says which way is "high". The z-scores
+are robust (``scaling="robust"``, the default): centre = median, scale = 1.4826 x the median
+absolute deviation (the standard deviation where that is zero), then clipped to +-3
+(``Z_CLIP``), so one extreme functional cannot decide a concept. The slope functionals need it:
+on EmoDB ``F0semitoneFrom27.5Hz_sma3nz_meanFallingSlope`` ranges from -224 to 1603, and with
+plain mean/std z one such file dragged the dynamics level of the others toward ``mid``
+(``scaling="standard"`` keeps that behaviour, unclipped, for reproducing older numbers):
 
 | concept        | eGeMAPS functionals (weight)                                                         | high means                     |
 |----------------|--------------------------------------------------------------------------------------|--------------------------------|
@@ -28,8 +34,8 @@ is a weak, smeared resonance; the level then reads as "formant position and defi
 Levels: the concept scores of the reference set are cut at their quantiles (1/3, 2/3 for the
 default three levels). A score equal to an edge takes the middle of the tied range, so a single
 reference file comes out ``mid`` and two files come out ``low`` / ``high``. The bins (z
-statistics, per-speaker statistics, edges, the concept table, the feature version) are saved
-to JSON and reloaded, so the same bins are used across runs.
+statistics, per-speaker statistics, edges, the scaling, the concept table, the feature version)
+are saved to JSON and reloaded, so the same bins are used across runs.
 """
 
 from __future__ import annotations
@@ -79,7 +85,10 @@ LEVEL_NAMES: dict[int, tuple[str, ...]] = {
     5: ("very low", "low", "mid", "high", "very high"),
 }
 OUT_OF_RANGE: tuple[str, str] = ("extremely low", "extremely high")  # never a fitted level
-BINS_FORMAT = 1
+BINS_FORMAT = 2          # 2: robust scaling recorded ("scaling"); format-1 files load as "standard"
+SCALINGS = ("robust", "standard")
+Z_CLIP = 3.0             # robust z-scores are clipped to +-Z_CLIP
+MAD_TO_SD = 1.4826       # the MAD of a normal distribution times this is its standard deviation
 
 _TEMPLATES_FILE = Path(__file__).with_name("cue_templates.json")
 
@@ -100,12 +109,13 @@ class CueBins:
 
     n_levels: int = 3
     per_speaker: bool = False
-    mean: dict[str, float] = field(default_factory=dict)            # feature -> reference mean
-    std: dict[str, float] = field(default_factory=dict)             # feature -> reference std (>0)
+    mean: dict[str, float] = field(default_factory=dict)            # feature -> reference centre (mean or median)
+    std: dict[str, float] = field(default_factory=dict)             # feature -> reference scale (>0)
     speakers: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # spk -> {mean, std}
     edges: dict[str, list[float]] = field(default_factory=dict)     # concept -> n_levels-1 edges
     fitted_on: dict = field(default_factory=dict)                   # source, n
     feature_version: str = ""
+    scaling: str = "robust"                                         # "robust" (median/MAD, clipped) | "standard"
 
     @property
     def levels(self) -> tuple[str, ...]:
@@ -114,25 +124,27 @@ class CueBins:
     # fitting ---------------------------------------------------------------------------
     @classmethod
     def fit(cls, features: "pd.DataFrame", *, speakers: Sequence[str] | None = None, per_speaker: bool = False,
-            n_levels: int = 3, source: str = "") -> "CueBins":
+            n_levels: int = 3, source: str = "", scaling: str = "robust") -> "CueBins":
         """Fit on reference functionals [n, 88]; ``speakers`` [n] is needed for ``per_speaker``."""
         from interventions.egemaps import FEATURE_VERSION
 
         if n_levels not in LEVEL_NAMES:
             raise CueError(f"n_levels={n_levels}: use one of {sorted(LEVEL_NAMES)}")
+        if scaling not in SCALINGS:
+            raise CueError(f"scaling={scaling!r}: use one of {', '.join(SCALINGS)}")
         if len(features) == 0:
             raise CueError(f"cannot fit cue bins on an empty reference set ({source or 'no source'}); give a manifest with audio.")
         if per_speaker and speakers is None:
             raise CueError("per-speaker bins need the speaker of every reference file (a manifest with a speaker column).")
         X = _matrix(features)                                      # [n, n_features]
         b = cls(n_levels=n_levels, per_speaker=per_speaker, feature_version=FEATURE_VERSION,
-                fitted_on={"source": source, "n": int(len(X))})
-        mu, sd = _stats(X)
+                fitted_on={"source": source, "n": int(len(X))}, scaling=scaling)
+        mu, sd = _stats(X, scaling)
         b.mean, b.std = dict(zip(FEATURES, mu.tolist())), dict(zip(FEATURES, sd.tolist()))
         if per_speaker:
             spk = np.asarray([str(s) for s in speakers])
             for s in sorted(set(spk)):
-                m, d = _stats(X[spk == s])
+                m, d = _stats(X[spk == s], scaling)
                 b.speakers[s] = {"mean": dict(zip(FEATURES, m.tolist())), "std": dict(zip(FEATURES, d.tolist()))}
         S = b.scores(features, speakers=speakers).to_numpy()       # [n, 6]
         qs = np.arange(1, n_levels) / n_levels
@@ -145,6 +157,7 @@ class CueBins:
 
         A speaker the bins have not seen is normalised with its own statistics in ``features``
         when it has at least two files there, else with the global reference statistics.
+        Robust bins clip the result to +-``Z_CLIP``.
         """
         X = _matrix(features)
         mu = np.array([self.mean[f] for f in FEATURES])
@@ -160,11 +173,14 @@ class CueBins:
                     m = np.array([self.speakers[s]["mean"][f] for f in FEATURES])
                     d = np.array([self.speakers[s]["std"][f] for f in FEATURES])
                 elif rows.sum() >= 2:
-                    m, d = _stats(X[rows])
+                    m, d = _stats(X[rows], self.scaling)
                 else:
                     continue  # a lone unseen speaker keeps the global z
                 Z[rows] = (X[rows] - m) / d
-        return np.nan_to_num(Z, nan=0.0)  # a missing feature counts as average
+        Z = np.nan_to_num(Z, nan=0.0)  # a missing feature counts as average
+        if self.scaling == "robust":
+            Z = np.clip(Z, -Z_CLIP, Z_CLIP)
+        return Z
 
     def scores(self, features: "pd.DataFrame", speakers: Sequence[str] | None = None) -> "pd.DataFrame":
         """Concept scores [n, 6]: weighted means of z-scored features (module table)."""
@@ -200,6 +216,7 @@ class CueBins:
             "format": BINS_FORMAT, "kind": "dissonance-cue-bins", "feature_version": self.feature_version,
             "n_levels": self.n_levels, "levels": list(self.levels), "per_speaker": self.per_speaker,
             "concepts": {c: [[f, w] for f, w in t] for c, t in CONCEPTS.items()},
+            "scaling": self.scaling, "z_clip": Z_CLIP if self.scaling == "robust" else None,
             "mean": self.mean, "std": self.std, "speakers": self.speakers, "edges": self.edges,
             "fitted_on": self.fitted_on,
         }
@@ -208,8 +225,11 @@ class CueBins:
     def from_dict(cls, d: Mapping, where: str = "<dict>") -> "CueBins":
         from interventions.egemaps import FEATURE_VERSION
 
-        if d.get("kind") != "dissonance-cue-bins" or d.get("format") != BINS_FORMAT:
-            raise CueError(f"{where}: not a cue-bins file (format {BINS_FORMAT}); write one with `probe cues ... --save-bins FILE`.")
+        if d.get("kind") != "dissonance-cue-bins" or d.get("format") not in (1, BINS_FORMAT):
+            raise CueError(f"{where}: not a cue-bins file (format 1 or {BINS_FORMAT}); write one with `probe cues ... --save-bins FILE`.")
+        scaling = str(d.get("scaling") or "standard")  # format 1 had plain mean/std z, unclipped
+        if scaling not in SCALINGS:
+            raise CueError(f"{where}: unknown scaling {scaling!r} (known: {', '.join(SCALINGS)}); refit the bins with --save-bins.")
         table = {c: [[f, float(w)] for f, w in t] for c, t in d["concepts"].items()}
         if table != {c: [[f, w] for f, w in t] for c, t in CONCEPTS.items()}:
             raise CueError(f"{where}: the bins were fitted with a different concept table; refit them with --save-bins.")
@@ -219,7 +239,7 @@ class CueBins:
         return cls(n_levels=int(d["n_levels"]), per_speaker=bool(d["per_speaker"]), mean=dict(d["mean"]),
                    std=dict(d["std"]), speakers=dict(d.get("speakers") or {}),
                    edges={c: list(map(float, v)) for c, v in d["edges"].items()},
-                   fitted_on=dict(d.get("fitted_on") or {}), feature_version=d["feature_version"])
+                   fitted_on=dict(d.get("fitted_on") or {}), feature_version=d["feature_version"], scaling=scaling)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -246,9 +266,21 @@ def _matrix(features: "pd.DataFrame") -> np.ndarray:
     return features[list(FEATURES)].to_numpy(dtype=float)      # [n, n_features]
 
 
-def _stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mu = np.nanmean(X, axis=0) if len(X) else np.zeros(X.shape[1])
-    sd = np.nanstd(X, axis=0) if len(X) else np.ones(X.shape[1])
+def _stats(X: np.ndarray, scaling: str = "robust") -> tuple[np.ndarray, np.ndarray]:
+    """Centre and scale per column of X [n, n_features]: mean/std, or median/(1.4826 MAD)."""
+    import warnings
+
+    if not len(X):
+        return np.zeros(X.shape[1]), np.ones(X.shape[1])
+    with warnings.catch_warnings():  # an all-missing column: nan, handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sd = np.nanstd(X, axis=0)
+        if scaling == "robust":
+            mu = np.nanmedian(X, axis=0)
+            mad = MAD_TO_SD * np.nanmedian(np.abs(X - mu), axis=0)
+            sd = np.where(np.isfinite(mad) & (mad >= 1e-12), mad, sd)  # MAD 0 (ties): fall back to the SD
+        else:
+            mu = np.nanmean(X, axis=0)
     mu = np.nan_to_num(mu, nan=0.0)
     sd = np.where(~np.isfinite(sd) | (sd < 1e-12), 1.0, sd)  # a constant feature carries no level
     return mu, sd

@@ -22,9 +22,24 @@ What it reads: eGeMAPSv02 functionals of every file of the manifest (``fit``, th
 extraction cache of ``interventions/egemaps.py``) and the reference set's acoustic labels. The
 fitted bank (bins, tokens, class profiles) is shared by all four conditions of a run.
 
+Defaults that keep speaker and evaluated data out of the tokens:
+
+- ``per_speaker=None`` (auto): features are z-normalised within each speaker whenever every row
+  of the reference set and of the data names its speaker; global z only where speakers are
+  unknown (or with ``per_speaker=False``). On EmoDB global bins made the pitch and voice-quality
+  tokens say more about the speaker's sex than about the emotion (docs/interventions.md).
+- ``reference=None`` (auto): the bins and class profiles are fitted on the manifest's ``train``
+  split; a manifest without one is refused until the reference is named: a manifest path, a
+  split name (``train`` / ``dev`` / ``test``), or ``self`` (fit on the evaluated data itself, an
+  explicit choice that every row records). A path that does not exist is refused when the
+  intervention is made, before any work.
+
 What it records in the row (``Example.meta``): ``cues`` (the text), ``cue_source`` (whose tokens:
-the utterance, the donor, or a ``class:<label>`` profile) and, per condition, ``cue_donor``,
-``cue_class`` / ``cue_conflict``, ``cue_corrupted`` (the changed concepts).
+the utterance, the donor, or a ``class:<label>`` profile), ``cue_reference`` (what the bins were
+fitted on), ``cue_norm`` (``per-speaker`` / ``global``), ``cue_in_reference`` (this utterance was
+part of the reference set), ``cue_placement`` (``after`` / ``before`` the question) and, per
+condition, ``cue_donor``, ``cue_class`` / ``cue_conflict``, ``cue_corrupted`` (the changed
+concepts). ``describe()`` returns the same settings, resolved, for the run manifest.
 """
 
 from __future__ import annotations
@@ -54,6 +69,8 @@ class CueBank:
     profiles: dict[str, dict[str, str]]        # acoustic label -> typical {concept: level} (reference set)
     reference: str = ""
     failed: dict[str, str] = field(default_factory=dict)  # utt_id -> why its audio could not be read
+    info: dict = field(default_factory=dict)              # what the bins were fitted on, resolved (describe())
+    in_reference: set = field(default_factory=set)        # utt_ids of the data that are in the reference set
 
     def text(self, utt_id: str, template: str = "brackets") -> str:
         return render(self.tokens[utt_id], template)
@@ -62,17 +79,49 @@ class CueBank:
 _BANKS: dict[tuple, CueBank] = {}
 
 
-def _resolve_reference(data: "Manifest", reference: str | None) -> "Manifest":
+SPLITS = ("train", "dev", "test")
+SELF = "self"
+MIN_REFERENCE_FILES = 20  # fewer reference files than this: levels mean little (one file is always "mid")
+
+
+def check_reference(reference: str | None) -> None:
+    """Refuse a reference that names neither a known keyword nor an existing manifest file."""
+    if reference in (None, "", "auto", SELF, *SPLITS):
+        return
+    p = Path(str(reference))
+    if not p.is_file():
+        raise CueError(f"reference={reference!r}: no such manifest file; give an existing manifest path, "
+                       f"a split name ({', '.join(SPLITS)}), or {SELF!r} to fit the cue bins on the evaluated data.")
+
+
+def _has_speakers(m: "Manifest") -> bool:
+    return len(m) > 0 and bool((m.df["speaker"].astype(str).str.strip() != "").all())
+
+
+def resolve_reference(data: "Manifest", reference: str | None) -> tuple["Manifest", str, str]:
+    """(reference manifest, kind, description) for ``reference`` (see the module docstring).
+
+    kind: ``split`` (a split of ``data``), ``manifest`` (another file) or ``self``.
+    """
     from probes.data.manifest import Manifest
 
-    if reference in (None, "", "all", "self"):
-        return data
-    if reference in ("train", "dev", "test"):
+    check_reference(reference)
+    if reference in (None, "", "auto"):
+        if (data.df["split"] == "train").any():
+            return data.split("train"), "split", f"train split of {data.source} (default)"
+        raise CueError(f"{data.source}: no reference set for the cue bins: the manifest has no train split to fit them "
+                       f"on. Name one: reference=MANIFEST (--set reference=PATH, e.g. the training manifest; "
+                       f"`probe cues --reference PATH`), a split (train, dev, test), or reference={SELF} to fit the "
+                       f"bins on the evaluated data itself (recorded in every row).")
+    if reference == SELF:
+        return data, SELF, f"{data.source} itself (reference=self)"
+    if reference in SPLITS:
         ref = data.split(reference)
         if len(ref) == 0:
-            raise CueError(f"{data.source}: reference split {reference!r} is empty; use reference=None (the whole manifest) or a manifest path.")
-        return ref
-    return Manifest.read(reference)
+            raise CueError(f"{data.source}: reference split {reference!r} is empty; name another split, a manifest path, "
+                           f"or reference={SELF}.")
+        return ref, "split", f"{reference} split of {data.source}"
+    return Manifest.read(reference), "manifest", str(reference)
 
 
 def cue_bank(
@@ -80,17 +129,20 @@ def cue_bank(
     *,
     reference: str | None = None,
     bins: str | Path | CueBins | None = None,
-    per_speaker: bool = False,
+    per_speaker: bool | None = None,
     n_levels: int = 3,
+    scaling: str = "robust",
     cache_dir: str | Path | None = None,
     workers: int | None = None,
     progress: bool = True,
 ) -> CueBank:
     """Fit (or reuse) the cue bank of ``data``; memoised per data set and settings in this process.
 
-    ``reference``: None (the manifest itself), a split name of it, or another manifest's path:
-    the bins and the class profiles are fitted there. ``bins``: a saved bins file (or object)
-    used instead of fitting; the profiles still come from the reference set.
+    ``reference``: None (auto: the manifest's train split), a split name of it, another
+    manifest's path, or ``"self"`` (the data itself): the bins and the class profiles are fitted
+    there. ``per_speaker``: None (auto: when every row names its speaker), True or False.
+    ``bins``: a saved bins file (or object) used instead of fitting; the profiles still come
+    from the reference set.
     """
     from interventions.concepts import class_profiles
     from interventions.egemaps import FEATURE_VERSION, cache_root, extract, failures
@@ -101,12 +153,14 @@ def cue_bank(
         bins_key = (str(p.resolve()), p.stat().st_mtime_ns if p.exists() else None)
     elif bins is not None:
         bins_key = id(bins)
-    key = (data.sha256(), str(Path(data.root).resolve()), reference, bins_key, per_speaker, n_levels,
+    key = (data.sha256(), str(Path(data.root).resolve()), reference, bins_key, per_speaker, n_levels, scaling,
            str(cache_root(cache_dir).resolve()), FEATURE_VERSION)
     if key in _BANKS:
         return _BANKS[key]
 
-    ref = _resolve_reference(data, reference)
+    ref, kind, described = resolve_reference(data, reference)
+    if per_speaker is None:
+        per_speaker = _has_speakers(ref) and _has_speakers(data)
     # Bad files are skipped here, not raised: the runner turns each into an error row for its
     # own utterance (apply raises), and the rest of the run goes on.
     opts = dict(cache_dir=cache_dir, workers=workers, progress=progress, errors="skip")
@@ -122,15 +176,34 @@ def cue_bank(
     elif bins is not None:
         fitted = CueBins.load(bins)
     else:
-        fitted = CueBins.fit(ref_f, speakers=ref_spk, per_speaker=per_speaker, n_levels=n_levels, source=str(ref.source))
+        fitted = CueBins.fit(ref_f, speakers=ref_spk, per_speaker=per_speaker, n_levels=n_levels, source=described,
+                             scaling=scaling)
+    if len(ref_f) < MIN_REFERENCE_FILES:
+        import warnings
+
+        warnings.warn(f"cue bins fitted on {len(ref_f)} reference file(s) ({described}), fewer than {MIN_REFERENCE_FILES}: "
+                      f"their levels mean little; name a larger reference (reference=MANIFEST).", stacklevel=2)
     ref_tokens = fitted.transform(ref_f, ref_spk)
     profiles = class_profiles(ref_tokens, list(ref.df["acoustic_label"][ref_ok]), fitted.levels)
     ok = np.array([i not in failures(feats) for i in range(len(data))], dtype=bool)
     ids = list(data.df["utt_id"])
     toks = fitted.transform(feats[ok].reset_index(drop=True), list(data.df["speaker"][ok]))
+    if kind == SELF:
+        in_ref = set(ids)
+    elif kind == "split":
+        in_ref = set(ref.df["utt_id"])
+    else:  # another manifest: the same audio file counts as the same utterance
+        ref_audio = {str(ref.audio_path(i).resolve()) for i in range(len(ref))}
+        in_ref = {u for i, u in enumerate(ids) if str(data.audio_path(i).resolve()) in ref_audio}
+    info = {"reference": described, "reference_kind": kind, "reference_given": reference,
+            "n_reference": int(ref_ok.sum()), "per_speaker": bool(fitted.per_speaker),
+            "norm": "per-speaker" if fitted.per_speaker else "global", "scaling": fitted.scaling,
+            "n_levels": fitted.n_levels, "bins_file": str(bins) if isinstance(bins, (str, Path)) else None,
+            "n_evaluated_in_reference": len(in_ref & set(ids)), "n_evaluated": len(ids)}
     bank = CueBank(bins=fitted, tokens=dict(zip([u for u, k in zip(ids, ok) if k], toks)),
                    labels=dict(zip(ids, data.df["acoustic_label"])), profiles=profiles,
-                   reference=str(ref.source), failed={ids[i]: m for i, m in failures(feats).items()})
+                   reference=described, failed={ids[i]: m for i, m in failures(feats).items()},
+                   info=info, in_reference=in_ref)
     _BANKS[key] = bank
     return bank
 
@@ -141,13 +214,35 @@ class _CueIntervention(Intervention):
 
     template: str = field(default="brackets", metadata={"help": "cue text template: brackets, sentence, list"})
     n_levels: int = field(default=3, metadata={"help": "levels per concept (2-5)"})
-    per_speaker: bool = field(default=False, metadata={"help": "z-normalise features within each speaker"})
-    reference: str | None = field(default=None, metadata={"help": "bins fitted on: None (the data), train|dev|test, or a manifest path"})
+    per_speaker: bool | None = field(default=None, metadata={"help": "z-normalise features within each speaker (default: yes when every row names its speaker)"})
+    reference: str | None = field(default=None, metadata={"help": "bins fitted on: the train split (default), train|dev|test, a manifest path, or self (the evaluated data)"})
     bins: str | None = field(default=None, metadata={"help": "a saved bins JSON to use instead of fitting"})
+    placement: str = field(default="after", metadata={"help": "cue line after the question (the study's) or before it"})
+    scaling: str = field(default="robust", metadata={"help": "feature z-scores: robust (median/MAD, clipped to +-3) or standard"})
     workers: int | None = field(default=None, metadata={"help": "extraction processes (default: all cores)"})
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache (default $DISSONANCE_CACHE/egemaps or .cache/dissonance/egemaps)"})
 
     side = "prompt"
+
+    def __post_init__(self) -> None:
+        from interventions.concepts import SCALINGS
+        from interventions.prompts import CUE_PLACEMENTS
+
+        name = _registered_name(self)
+        if self.placement not in CUE_PLACEMENTS:
+            raise CueError(f"{name}: placement={self.placement!r}; use one of {', '.join(CUE_PLACEMENTS)}")
+        if self.scaling not in SCALINGS:
+            raise CueError(f"{name}: scaling={self.scaling!r}; use one of {', '.join(SCALINGS)}")
+        if self.per_speaker == "auto":
+            object.__setattr__(self, "per_speaker", None)
+        elif self.per_speaker is not None and not isinstance(self.per_speaker, bool):
+            raise CueError(f"{name}: per_speaker={self.per_speaker!r}; use true, false or auto")
+        try:
+            check_reference(self.reference)
+        except CueError as e:
+            raise CueError(f"{name}: {e}") from None
+        if self.bins is not None and not Path(self.bins).is_file():
+            raise CueError(f"{name}: bins={self.bins!r}: no such file; write one with `probe cues ... --save-bins FILE`.")
 
     def fit(self, data: "Manifest", *, seed: int = 0) -> "_CueIntervention":
         from interventions.concepts import cue_templates
@@ -155,9 +250,17 @@ class _CueIntervention(Intervention):
         if self.template not in cue_templates():
             raise CueError(f"unknown cue template {self.template!r}; known: {', '.join(sorted(cue_templates()))}")
         bank = cue_bank(data, reference=self.reference, bins=self.bins, per_speaker=self.per_speaker,
-                        n_levels=self.n_levels, workers=self.workers, cache_dir=self.cache_dir)
+                        n_levels=self.n_levels, scaling=self.scaling, workers=self.workers, cache_dir=self.cache_dir)
         object.__setattr__(self, "_bank", bank)  # fitted state, not config: kept off the dataclass fields
         return self
+
+    def describe(self) -> dict:
+        """Name, settings and, once fitted, what the bins were fitted on: for the run manifest."""
+        out = {"name": _registered_name(self), **self.config()}
+        bank: CueBank | None = getattr(self, "_bank", None)
+        if bank is not None:
+            out["fitted"] = dict(bank.info)
+        return out
 
     def _own(self, ex: "Example") -> dict[str, str]:
         bank: CueBank | None = getattr(self, "_bank", None)
@@ -172,8 +275,19 @@ class _CueIntervention(Intervention):
         return bank.tokens[ex.utt_id]
 
     def _set(self, ex: "Example", tokens: dict[str, str], **meta: Any) -> "Example":
+        from interventions.prompts import with_placement
+
         text = render(tokens, self.template)
-        return ex.with_(cues=text, meta={**ex.meta, "cues": text, **meta})
+        bank: CueBank = self._bank
+        template = with_placement(ex.template or "plain", self.placement)
+        return ex.with_(cues=text, template=template,
+                        meta={**ex.meta, "cues": text, **meta, "cue_reference": bank.info.get("reference", bank.reference),
+                              "cue_norm": bank.info.get("norm", "per-speaker" if bank.bins.per_speaker else "global"),
+                              "cue_in_reference": ex.utt_id in bank.in_reference, "cue_placement": self.placement})
+
+
+def _registered_name(iv: object) -> str:
+    return type(iv).__dict__.get("registered_name") or type(iv).__name__
 
 
 @INTERVENTIONS.register("cues-aligned")
@@ -261,6 +375,7 @@ class CuesCorrupted(_CueIntervention):
     mode: str = field(default="random", metadata={"help": "random (another in-range level) | out-of-range"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 <= self.fraction <= 1.0:
             raise ValueError(f"cues-corrupted: fraction={self.fraction} must lie in [0, 1]")
         if self.mode not in ("random", "out-of-range"):

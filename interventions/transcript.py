@@ -105,8 +105,10 @@ class InstructionVoiceOnly(Intervention):
     side = "prompt"
 
     def apply(self, ex: "Example", *, rng: np.random.Generator) -> "Example":
-        from interventions.prompts import templates
+        from interventions.prompts import split_placement, templates, with_placement
 
         if self.template not in templates():
             raise KeyError(f"instruction-voice-only: no prompt template {self.template!r} in interventions/prompts.json")
-        return ex.with_(template=self.template, meta={**ex.meta, "template": self.template})
+        where = split_placement(ex.template)[1]  # a cue placement set before (cue intervention) is kept
+        template = with_placement(self.template, where) if where else self.template
+        return ex.with_(template=template, meta={**ex.meta, "template": template})

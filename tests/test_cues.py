@@ -36,7 +36,8 @@ def test_loud_high_rendition_is_energy_high_pitch_high(loud_high_quiet_low, cue_
 
 def test_cli_json_files_in_order(loud_high_quiet_low, cue_cache, capsys):
     loud, quiet = loud_high_quiet_low
-    rc, out, _ = _cli(["cues", str(quiet), str(loud), "--json", "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    rc, out, _ = _cli(["cues", str(quiet), str(loud), "--json", "--reference", "self", "--small-reference",
+                       "--quiet", "--cache-dir", str(cue_cache)], capsys)
     assert rc == 0
     res = json.loads(out)
     assert [r["file"] for r in res] == [str(quiet), str(loud)]
@@ -49,18 +50,20 @@ def test_cli_json_files_in_order(loud_high_quiet_low, cue_cache, capsys):
 def test_cli_bad_file_is_one_error_line(tmp_path, loud_high_quiet_low, cue_cache, capsys):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF\x00\x00not really a wav")
-    rc, out, err = _cli(["cues", str(loud_high_quiet_low[0]), str(bad), "--json", "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    rc, out, err = _cli(["cues", str(loud_high_quiet_low[0]), str(bad), "--json", "--reference", "self", "--small-reference",
+                         "--quiet", "--cache-dir", str(cue_cache)], capsys)
     assert rc != 0 and out == ""
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = [ln for ln in err.splitlines() if ln.strip() and "WARNING" not in ln]  # the small-reference warning aside
     assert len(lines) == 1 and "broken.wav" in lines[0] and lines[0].startswith("probe: error:")
-    rc, _, err = _cli(["cues", str(tmp_path / "missing.wav"), "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    rc, _, err = _cli(["cues", str(tmp_path / "missing.wav"), "--reference", "self", "--small-reference", "--quiet",
+                       "--cache-dir", str(cue_cache)], capsys)
     assert rc != 0 and "missing.wav" in err
 
 
 def test_cli_manifest_bins_roundtrip_and_template(cue_manifest, cue_cache, tmp_path, capsys):
     bins_file, out_file = tmp_path / "bins.json", tmp_path / "tokens.csv"
-    rc, _, _ = _cli(["cues", "--data", str(cue_manifest), "--out", str(out_file), "--save-bins", str(bins_file),
-                     "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    rc, _, _ = _cli(["cues", "--data", str(cue_manifest), "--reference", "self", "--small-reference", "--norm", "global",
+                     "--out", str(out_file), "--save-bins", str(bins_file), "--quiet", "--cache-dir", str(cue_cache)], capsys)
     assert rc == 0
     import pandas as pd
 
@@ -77,7 +80,8 @@ def test_cli_manifest_bins_roundtrip_and_template(cue_manifest, cue_cache, tmp_p
         assert {c: r[c] for c in CONCEPT_NAMES} == {c: expect.loc[r["file"], c] for c in CONCEPT_NAMES}
         assert r["text"].startswith("The voice has ") and r["text"].endswith(".")
     # --reference: bins from a manifest, tokens for files; equals bins fitted in-process on it
-    rc, out, _ = _cli(["cues", files[0], "--reference", str(cue_manifest), "--json", "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    rc, out, _ = _cli(["cues", files[0], "--reference", str(cue_manifest), "--small-reference", "--json", "--quiet",
+                       "--cache-dir", str(cue_cache)], capsys)
     assert rc == 0 and {c: json.loads(out)[0][c] for c in CONCEPT_NAMES} == {c: expect.loc[files[0], c] for c in CONCEPT_NAMES}
 
 
@@ -164,8 +168,87 @@ def test_espeak_sentence_loud_high_vs_quiet_low(tmp_path, cue_cache, capsys):
     quiet = tmp_path / "quiet.wav"
     write_wav(loud, engine.speak(engine.Request(text, pitch=85, volume=180)))
     write_wav(quiet, engine.speak(engine.Request(text, pitch=15, volume=40)))
-    rc, out, _ = _cli(["cues", str(loud), str(quiet), "--json", "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    rc, out, _ = _cli(["cues", str(loud), str(quiet), "--json", "--reference", "self", "--small-reference", "--quiet",
+                       "--cache-dir", str(cue_cache)], capsys)
     assert rc == 0
     res = json.loads(out)
     assert (res[0]["energy"], res[0]["pitch"]) == ("high", "high")
     assert (res[1]["energy"], res[1]["pitch"]) == ("low", "low")
+
+
+def test_cli_one_file_refuses_and_points_to_reference(loud_high_quiet_low, cue_cache, tmp_path, capsys):
+    """`probe cues one.wav --json` used to fit bins on that one file and answer 'mid' for everything."""
+    one = str(loud_high_quiet_low[0])
+    rc, out, err = _cli(["cues", one, "--json", "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    assert rc == 2 and out == "" and "--reference" in err
+    # fitting on the files given must be said, and is still refused below 20 files
+    rc, out, err = _cli(["cues", one, "--json", "--reference", "self", "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    assert rc == 2 and out == "" and "fewer than 20" in err and "--reference MANIFEST" in err
+    # going on anyway is explicit, and warned about
+    rc, out, err = _cli(["cues", one, "--json", "--reference", "self", "--small-reference", "--quiet",
+                         "--cache-dir", str(cue_cache)], capsys)
+    assert rc == 0 and "WARNING" in err and "1 file(s)" in err and len(json.loads(out)) == 1
+
+
+def test_cli_missing_reference_is_refused_before_extraction(loud_high_quiet_low, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    rc, out, err = _cli(["cues", str(loud_high_quiet_low[0]), "--reference", str(tmp_path / "nonexistent.csv"),
+                         "--json", "--quiet", "--cache-dir", str(cache)], capsys)
+    assert rc == 2 and out == "" and "nonexistent.csv" in err and "no such manifest" in err
+    assert cached_count([loud_high_quiet_low[0]], cache_dir=cache) == 0   # nothing was extracted
+
+
+def test_cli_data_defaults_to_train_split_per_speaker(cue_manifest, cue_cache, tmp_path, capsys):
+    bins_file = tmp_path / "bins.json"
+    rc, _, err = _cli(["cues", "--data", str(cue_manifest), "--small-reference", "--save-bins", str(bins_file),
+                       "--out", str(tmp_path / "t.csv"), "--cache-dir", str(cue_cache), "--workers", "1"], capsys)
+    assert rc == 0
+    bins = CueBins.load(bins_file)
+    assert bins.per_speaker and bins.fitted_on["n"] == 8 and "train split" in bins.fitted_on["source"]
+    assert "per-speaker" in err and "train split" in err
+    import pandas as pd
+
+    nosplit = tmp_path / "nosplit.csv"
+    df = pd.read_csv(cue_manifest, dtype=str, keep_default_na=False)
+    df.assign(split="", audio_path=[str(cue_manifest.parent / a) for a in df["audio_path"]]).to_csv(nosplit, index=False)
+    rc, _, err = _cli(["cues", "--data", str(nosplit), "--small-reference", "--quiet", "--cache-dir", str(cue_cache)], capsys)
+    assert rc == 2 and "reference=self" in err
+
+
+def _outlier_features(n: int = 200, seed: int = 0):
+    """Reference functionals with one file whose F0 falling slope is absurd (as EmoDB's 1603)."""
+    import pandas as pd
+
+    from interventions.concepts import FEATURES
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0.0, 1.0, size=(n, len(FEATURES)))
+    df = pd.DataFrame(X, columns=list(FEATURES))
+    lively = np.linspace(-1.5, 1.5, n)                 # a dynamics factor shared by its six functionals
+    for f, _ in CONCEPTS["dynamics"]:
+        df[f] = lively + 0.2 * rng.normal(size=n)
+    df.loc[0, "F0semitoneFrom27.5Hz_sma3nz_meanFallingSlope"] = 1600.0   # file 0 is otherwise the flattest
+    return df
+
+
+def test_outlying_slope_cannot_decide_dynamics():
+    """Robust z (median/MAD, clipped to +-3): one absurd slope does not make its file 'high';
+    plain mean/std z (the old behaviour) let that one functional decide the level."""
+    from interventions.concepts import Z_CLIP
+
+    feats = _outlier_features()
+    bins = CueBins.fit(feats)
+    assert bins.scaling == "robust"
+    Z = bins.zscores(feats)
+    assert np.abs(Z).max() <= Z_CLIP
+    dyn = [t["dynamics"] for t in bins.transform(feats)]
+    assert dyn[0] == "low"                                    # still the flattest of all, but for one functional
+    assert dyn[1:50].count("low") >= 45 and dyn[-50:].count("high") >= 45   # the others keep their order
+    old = CueBins.fit(feats, scaling="standard")
+    assert [t["dynamics"] for t in old.transform(feats)][0] == "high"   # one functional decided it
+    # the choice is saved with the bins; a format-1 file (before robust scaling) loads as standard
+    d = bins.to_dict()
+    assert d["scaling"] == "robust" and d["z_clip"] == Z_CLIP
+    d1 = {**old.to_dict(), "format": 1}
+    d1.pop("scaling"), d1.pop("z_clip")
+    assert CueBins.from_dict(d1).scaling == "standard"

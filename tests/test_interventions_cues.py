@@ -202,12 +202,80 @@ def test_a_broken_file_fails_only_its_utterance(cue_manifest, cue_cache, tmp_pat
     (tmp_path / "spk_mid_happy.wav").write_bytes(b"RIFF0000WAVEjunk")
     pd.read_csv(cue_manifest, dtype=str, keep_default_na=False).to_csv(tmp_path / "manifest.csv", index=False)
     data = Manifest.read(tmp_path / "manifest.csv")
-    iv = CuesShuffled(cache_dir=str(cue_cache)).fit(data, seed=0)
+    iv = CuesShuffled(reference="self", cache_dir=str(cue_cache)).fit(data, seed=0)
     with pytest.raises(AudioError, match="spk_mid_happy.wav"):
         iv.apply(Example("spk_mid_happy", data.row("spk_mid_happy")), rng=rng_for(0))
     out = [iv.apply(Example(r["utt_id"], r), rng=rng_for(0)) for r in data.rows() if r["utt_id"] != "spk_mid_happy"]
     assert len(out) == 11 and all(e.meta["cue_donor"] != "spk_mid_happy" for e in out)
     assert iv._bank.bins.fitted_on["n"] == 11
+
+
+def test_default_bins_per_speaker_on_the_train_split_and_recorded(data, cue_cache):
+    """Defaults: per-speaker z (the manifest names speakers), bins fitted on the train split only;
+    what they were fitted on is in every row and in describe() (the run manifest)."""
+    iv = CuesAligned(cache_dir=str(cue_cache)).fit(data, seed=0)
+    info = iv.describe()["fitted"]
+    assert info["per_speaker"] is True and info["norm"] == "per-speaker"
+    assert info["reference_kind"] == "split" and info["n_reference"] == 8 and "train split" in info["reference"]
+    assert info["n_evaluated"] == 12 and info["n_evaluated_in_reference"] == 8
+    assert iv._bank.bins.per_speaker and iv._bank.bins.fitted_on["n"] == 8
+    out = _apply_all(iv, data)
+    for u, ex in out.items():
+        split = data.row(u)["split"]
+        assert ex.meta["cue_in_reference"] is (split == "train")
+        assert ex.meta["cue_norm"] == "per-speaker" and ex.meta["cue_reference"] == info["reference"]
+        assert ex.meta["cue_placement"] == "after"
+    # global bins stay available, explicitly
+    assert CuesAligned(per_speaker=False, cache_dir=str(cue_cache)).fit(data).describe()["fitted"]["norm"] == "global"
+
+
+def test_evaluating_on_the_fitted_data_is_an_explicit_choice(data, cue_cache, tmp_path):
+    """No train split: refused, naming the ways out; reference=self is allowed and recorded."""
+    from interventions.concepts import CueError
+    from probes.data.manifest import Manifest
+
+    nosplit = Manifest(data.df.assign(split=""), root=data.root, source="nosplit.csv")
+    with pytest.raises(CueError, match="reference=self"):
+        CuesAligned(cache_dir=str(cue_cache)).fit(nosplit)
+    iv = CuesAligned(reference="self", cache_dir=str(cue_cache)).fit(nosplit)
+    assert iv.describe()["fitted"]["reference_kind"] == "self"
+    assert iv.describe()["fitted"]["n_evaluated_in_reference"] == 12
+    assert all(ex.meta["cue_in_reference"] for ex in _apply_all(iv, nosplit).values())
+    # another manifest as reference: the same audio files count as in the reference set
+    ref = tmp_path / "ref.csv"
+    data.split("train").df.assign(audio_path=[str(data.audio_path(u)) for u in data.split("train").df["utt_id"]]).to_csv(ref, index=False)
+    iv = CuesAligned(reference=str(ref), cache_dir=str(cue_cache)).fit(nosplit)
+    info = iv.describe()["fitted"]
+    assert info["reference_kind"] == "manifest" and info["reference"] == str(ref) and info["n_evaluated_in_reference"] == 8
+
+
+def test_a_missing_reference_or_bad_setting_is_refused_before_any_work(tmp_path):
+    from interventions.concepts import CueError
+
+    with pytest.raises(CueError, match="nonexistent.csv.*no such manifest"):
+        CuesAligned(reference=str(tmp_path / "nonexistent.csv"))
+    with pytest.raises(CueError, match="bins"):
+        CuesShuffled(bins=str(tmp_path / "nobins.json"))
+    with pytest.raises(CueError, match="placement"):
+        CuesConflicting(placement="middle")
+    with pytest.raises(CueError, match="per_speaker"):
+        CuesAligned(per_speaker="sometimes")
+    assert CuesAligned(per_speaker="auto").per_speaker is None
+
+
+def test_token_probe_with_missing_reference_fails_before_the_run(tiny_manifest, tmp_path):
+    """`--set reference=/nonexistent.csv` on a token probe: refused before the run folder is written."""
+    from interventions.concepts import CueError
+    from probes.data.manifest import Manifest
+    from probes.models.oracles import VoiceOracle
+    from probes.probe import run_probe
+    from probes.registry import PROBES
+
+    out = tmp_path / "run"
+    probe = PROBES["token-aligned"](reference=str(tmp_path / "nonexistent.csv"))
+    with pytest.raises(CueError, match="nonexistent.csv"):
+        run_probe(probe, VoiceOracle(), Manifest.read(tiny_manifest), out, progress=False)
+    assert not (out / "manifest.json").exists() and not (out / "rows.jsonl").exists()
 
 
 @pytest.mark.slow  # ~80 espeak files through opensmile: 10-30 s on 2 shared cores
@@ -227,3 +295,24 @@ def test_on_the_synthetic_corpus(synth_corpus, cue_cache):
     a, c, s = _apply_all(iv, data), _apply_all(conf, data), _apply_all(shuf, data)
     assert all(c[u].cues != a[u].cues for u in a)
     assert Counter(e.cues for e in s.values()) == Counter(e.cues for e in a.values())
+
+
+def test_placement_is_applied_and_recorded(data, cue_cache):
+    from interventions.prompts import render as render_prompt
+
+    row = data.row("spk_mid_sad")
+    after = CuesAligned(cache_dir=str(cue_cache)).fit(data).apply(Example("spk_mid_sad", row), rng=rng_for(0))
+    before = CuesAligned(placement="before", cache_dir=str(cue_cache)).fit(data).apply(Example("spk_mid_sad", row), rng=rng_for(0))
+    assert (after.meta["cue_placement"], before.meta["cue_placement"]) == ("after", "before")
+    assert after.template == "plain+cues-after" and before.template == "plain+cues-before"
+    a, b = render_prompt(after.template, ["sad"], cues=after.cues), render_prompt(before.template, ["sad"], cues=before.cues)
+    assert a.split("\n")[-1].endswith(after.cues) and b.split("\n")[0].endswith(before.cues)
+    # the five conditions of a sweep share every prompt token before the cue line when it comes last
+    texts = [render_prompt(e.template, ["sad"], cues=e.cues) for e in (after, Example("spk_mid_sad", row))]
+    assert texts[0].startswith(texts[1])
+    # a token probe passes its cue_placement through, and the probe config (the run manifest) records it
+    from probes.registry import PROBES
+
+    probe = PROBES["token-aligned"](cue_placement="before")
+    assert probe.config()["cue_placement"] == "before"
+    assert probe.conditions()["aligned"][0].placement == "before"

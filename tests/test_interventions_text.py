@@ -105,3 +105,31 @@ def test_patch_partner_same_sentence_other_voice(data):
     iv2 = PatchSpan().fit(tiny.subset(tiny.df["acoustic_label"] == "sad"), seed=0)
     ex = iv2.apply(Example("a", tiny.row("a")), rng=rng_for(0))
     assert (ex.meta["patch_source"], ex.meta["patch_partner"]) == ("b", "any")
+
+
+def test_cue_placement_variants():
+    """The study appends the cue tokens after the question: the default; before is a variant."""
+    from interventions.prompts import cue_placement, split_placement, with_placement
+
+    labels = ["sad", "happy"]
+    cues = "[energy: high] [pitch: low]"
+    for name in ("plain", "voice-only", "with-cues"):
+        lines = render_prompt(name, labels, cues=cues).split("\n")
+        assert lines[-1] == f"Acoustic cues measured from the recording: {cues}" and "sad, happy" in lines[0]
+        assert cue_placement(name) == "after"
+        before = render_prompt(with_placement(name, "before"), labels, cues=cues).split("\n")
+        assert before[0].endswith(cues) and before[1:] == lines[:-1]
+        assert cue_placement(with_placement(name, "before")) == "before"
+    assert render_prompt("with-cues-before", labels, cues=cues) == render_prompt("plain+cues-before", labels, cues=cues)
+    assert cue_placement("with-cues-before") == "before"
+    assert render_prompt("with-cues-before+cues-after", labels, cues=cues) == render_prompt("plain", labels, cues=cues)
+    # without cues the placement changes nothing; a transcript goes first either way
+    assert render_prompt("plain+cues-before", labels) == render_prompt("plain", labels)
+    t = render_prompt("plain", labels, cues=cues, transcript="hello there").split("\n")
+    assert t[0].startswith("Transcript") and t[-1].endswith(cues)
+    assert split_placement("voice-only+cues-before") == ("voice-only", "before")
+    with pytest.raises(KeyError, match="cue placement"):
+        render_prompt("plain+cues-middle", labels, cues=cues)
+    # the voice-only instruction keeps a placement chosen before it
+    ex = InstructionVoiceOnly().apply(Example("x", {}, template="plain+cues-before"), rng=rng_for(0))
+    assert ex.template == "voice-only+cues-before" and "tone of voice" in render_prompt(ex.template, labels, cues=cues).split("\n")[1]

@@ -50,16 +50,17 @@ class _TokenProbe(PredictionProbe):
 
     arms: ClassVar[tuple[str, ...]] = ()
     kind: ClassVar[str] = "predictions"
-    cue_template: str = field(default="brackets", metadata={"help": "cue text template: brackets, sentence, list"})
+    cue_template: str = field(default="brackets", metadata={"help": "cue text template: brackets, sentence, list", "choices": lambda: _cue_template_names()})
     n_levels: int = field(default=3, metadata={"help": "levels per cue concept (2-5)"})
-    per_speaker: bool = field(default=False, metadata={"help": "z-normalise cue features within each speaker"})
-    reference: str | None = field(default=None, metadata={"help": "cue bins fitted on: None (the data), train|dev|test, or a manifest"})
+    per_speaker: bool | None = field(default=None, metadata={"help": "z-normalise cue features within each speaker (default: when every row names its speaker)"})
+    reference: str | None = field(default=None, metadata={"help": "cue bins fitted on: the train split (default), train|dev|test, a manifest, or self", "validate": lambda v: _check_reference(v)})
     bins: str | None = field(default=None, metadata={"help": "a saved cue bins JSON instead of fitting"})
+    cue_placement: str = field(default="after", metadata={"help": "cue line after the question (the study's) or before", "choices": ("after", "before")})
     n_boot: int = field(default=500, metadata={"help": "bootstrap resamples for the intervals"})
 
     def conditions(self) -> dict[str, list]:
         opts = dict(template=self.cue_template, n_levels=self.n_levels, per_speaker=self.per_speaker,
-                    reference=self.reference, bins=self.bins)
+                    reference=self.reference, bins=self.bins, placement=self.cue_placement)
         return {"none": [], **{arm: [INTERVENTIONS[ARMS[arm]](**opts)] for arm in self.arms}}
 
     def summarize(self, run_dir: Path) -> dict:
@@ -68,6 +69,18 @@ class _TokenProbe(PredictionProbe):
         out = score_run(run_dir, n_boot=self.n_boot)
         out.update(compare_conditions(run_dir, refs=("none", "aligned")))
         return out
+
+
+def _cue_template_names() -> list[str]:  # for the option check (probes/options.py), imported lazily
+    from interventions.concepts import cue_templates
+
+    return sorted(cue_templates())
+
+
+def _check_reference(value) -> None:
+    from interventions.cues import check_reference
+
+    check_reference(value)
 
 
 def compare_conditions(run_dir: Path, refs: tuple[str, ...] = ("none",), correct_col: str = "acoustic_label") -> dict:
