@@ -1,15 +1,24 @@
 """``probe figures``: draw figures from run folders, from the EMIS result table, or all of ``figures/``.
+It never runs a model: the run folders it draws come from ``probe run`` (or ``probe figures build``).
 
     probe figures RUN [RUN ...] [--out DIR] [--name PREFIX]
-        every figure each run supports (into RUN/figures, or DIR for a single run); with
-        several prediction runs also the comparison figures (follows bars and confusion
-        matrices, one panel per run) into DIR (default: the current folder's figures-compare/).
+        the figures each run's probe declares (probes/plots/runs.py PROBE_FIGURES; into
+        RUN/figures, or DIR for a single run); with several prediction runs also the comparison
+        figures (follows bars and confusion matrices, one panel per run) into DIR (default:
+        the current folder's figures-compare/).
     probe figures --emis CSV [--out DIR]
-        the EMIS study's figures from its per-utterance result table (scored with probes.metrics).
-    probe figures --all            (= make figures)
-        regenerates the committed ``figures/`` folder from what can be made without real models
-        (the EMIS table, oracle sanity runs on a small synthetic corpus) and writes
-        ``figures/README.md`` with the exact command behind each figure.
+        the EMIS study's figures from its per-utterance result table (scored with probes.metrics,
+        the study's strict parse policy).
+    probe figures --all
+        regenerates the committed ``figures/`` folder from the EMIS table and from the run
+        folders under runs/figures/ that exist, and writes ``figures/README.md`` with the exact
+        command behind each figure. Run folders that are missing are named with the command
+        that makes them.
+    probe figures build [--seed N]
+        makes those run folders: a small synthetic corpus and the oracle sanity runs (reference
+        predictors, no weights) under runs/figures/. Existing runs are kept.
+
+    make figures  =  probe figures build && probe figures --all
 
 This module is imported by ``probe`` at start-up: it imports nothing heavy at module level.
 """
@@ -28,7 +37,8 @@ ALL_CORPUS_N = 80  # the oracle sanity runs need conflict items, not a big corpu
 def add_commands(subparsers) -> None:
     s = subparsers.add_parser("figures", help="draw figures from run folders (PNG + SVG), the EMIS table, or all of figures/",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("runs", nargs="*", help="run folders")
+    s.add_argument("runs", nargs="*", help="run folders (or the word build: make the run folders --all draws)")
+    s.add_argument("--seed", type=int, default=0, help="build: seed of the synthetic corpus and the runs")
     s.add_argument("--out", help="output folder")
     s.add_argument("--name", default="compare", help="file-name prefix of the comparison figures (several runs)")
     s.add_argument("--compare", default="follows,confusion", metavar="KINDS",
@@ -42,6 +52,12 @@ def add_commands(subparsers) -> None:
 def cmd_figures(args) -> int:
     from probes.cli import CLIError
 
+    if args.runs[:1] == ["build"] and not Path("build").is_dir():
+        if len(args.runs) > 1 or args.emis or args.all:
+            raise CLIError("probe figures build takes no run folders, --emis or --all; then run probe figures --all")
+        for d in build_runs(repo_root(), seed=args.seed):
+            print(d)
+        return 0
     if args.all:
         if args.runs or args.emis:
             raise CLIError("--all regenerates figures/ by itself; give it no run folders and no --emis")
@@ -96,10 +112,16 @@ def shared_root(root: Path) -> Path:
     return Path(os.environ.get("DISSONANCE_SHARED", root.parent / "shared"))
 
 
-def make_all(root: Path, *, seed: int = 0) -> list[Path]:
-    """Regenerate ``root/figures`` and its README; returns the files written."""
-    import importlib.util
+ORACLES = ("text-oracle", "voice-oracle")
 
+
+def oracle_dirs(root: Path) -> list[Path]:
+    return [root / "runs" / "figures" / "predict" / m for m in ORACLES]
+
+
+def make_all(root: Path, *, seed: int = 0) -> list[Path]:
+    """Regenerate ``root/figures`` and its README from tables and run folders; returns the files
+    written. Runs no model: missing run folders are reported with the command that makes them."""
     from probes import plots
 
     fig_dir = root / "figures"
@@ -112,29 +134,42 @@ def make_all(root: Path, *, seed: int = 0) -> list[Path]:
         written += plots.emis_figures(emis, fig_dir)
         cmd = f"probe figures --emis ../shared/{EMIS_TABLE} --out figures"
         entries.append(("emis-follows", "EMIS (4 spoken language models x 1,248 utterances, the study's own "
-                        "predictions): on conflict items, the share of answers that follow the voice, the words, or "
-                        "neither, per model and text condition (explicit / implicit / neutral words), with bootstrap "
-                        "95% intervals. Numbers in emis-follows.csv.", cmd))
+                        "predictions, read under its strict parse policy: 14 answers invalid): the share of answers that "
+                        "follow the voice, the words, or neither, per model and conflict type (emotional-conflict: "
+                        "emotional words, another emotional voice; neutral-voice; neutral-text, where following the words "
+                        "means answering neutral), with bootstrap 95% intervals. Numbers in emis-types.csv (per model) "
+                        "and emis-follows.csv (per model and text condition).", cmd))
         entries.append(("emis-confusion", "EMIS: confusion matrix per model against the voice's label.", cmd))
     else:
         print(f"[figures] {emis} not found: EMIS figures skipped", file=sys.stderr)
 
-    if importlib.util.find_spec("probes.data.synth") is not None and _has_build():
-        runs = root / "runs" / "figures"
-        corpus = runs / "corpus" / "manifest.csv"
-        written += _oracle_runs(corpus, runs, fig_dir, seed=seed)
-        cmd = (f"probe data synth --out runs/figures/corpus --n {ALL_CORPUS_N} --seed {seed}\n"
+    dirs = oracle_dirs(root)
+    if all((d / "rows.jsonl").exists() or (d / "metrics.json").exists() for d in dirs):
+        made = plots.compare_runs(dirs, fig_dir, name="oracle", which=("follows",))
+        written += [p for p, _ in made] + [p.with_suffix(".svg") for p, _ in made]
+        cmd = (f"probe figures build --seed {seed}   # = the three commands below\n"
+               f"probe data synth --out runs/figures/corpus --n {ALL_CORPUS_N} --seed {seed}\n"
                "probe run predict --model text-oracle --data runs/figures/corpus/manifest.csv --out runs/figures/predict/text-oracle\n"
                "probe run predict --model voice-oracle --data runs/figures/corpus/manifest.csv --out runs/figures/predict/voice-oracle\n"
                "probe figures runs/figures/predict/text-oracle runs/figures/predict/voice-oracle --out figures --name oracle --compare follows")
         entries.append(("oracle-follows", "Sanity check of the metrics, not a result: the two reference predictors on "
-                        f"a synthetic conflict corpus of {ALL_CORPUS_N} utterances. text-oracle must follow the text on every "
-                        "conflict item, voice-oracle the voice.", cmd))
+                        f"a synthetic conflict corpus of {ALL_CORPUS_N} utterances, per conflict type. text-oracle must "
+                        "follow the text on every conflict item, voice-oracle the voice.", cmd))
     else:
-        print("[figures] probes.data.synth.build not available: oracle figures skipped", file=sys.stderr)
+        print("[figures] oracle run folders not found under runs/figures/predict: oracle figures skipped "
+              "(make them with `probe figures build`)", file=sys.stderr)
 
     written.append(_write_readme(fig_dir, entries))
     return written
+
+
+def build_runs(root: Path, *, seed: int = 0) -> list[Path]:
+    """The run folders ``make_all`` draws beyond the EMIS table: a synthetic corpus of
+    ALL_CORPUS_N utterances and the two oracle prediction runs. Existing ones are kept."""
+    if not _has_build():
+        raise NotImplementedError("probes.data.synth.build is not available: cannot build the synthetic corpus")
+    corpus = root / "runs" / "figures" / "corpus" / "manifest.csv"
+    return _oracle_runs(root, corpus, seed=seed)
 
 
 def _has_build() -> bool:
@@ -145,8 +180,7 @@ def _has_build() -> bool:
     return True
 
 
-def _oracle_runs(corpus: Path, runs: Path, fig_dir: Path, *, seed: int) -> list[Path]:
-    from probes import plots
+def _oracle_runs(root: Path, corpus: Path, *, seed: int) -> list[Path]:
     from probes.data.manifest import Manifest
     from probes.data.synth import build
     from probes.probe import run_probe
@@ -155,33 +189,30 @@ def _oracle_runs(corpus: Path, runs: Path, fig_dir: Path, *, seed: int) -> list[
     if not corpus.exists():
         build(corpus.parent, seed=seed, n=ALL_CORPUS_N, progress=False)
     data = Manifest.read(corpus)
-    dirs = []
-    for model in ("text-oracle", "voice-oracle"):
-        out = runs / "predict" / model
+    dirs = oracle_dirs(root)
+    for model, out in zip(ORACLES, dirs):
         if not (out / "metrics.json").exists():
             run_probe(PROBES["predict"](), MODELS[model](), data, out, seed=seed, progress=False)
-        dirs.append(out)
-    # only the bars: a confusion grid of two oracles says nothing more, and figures/ stays small
-    made = plots.compare_runs(dirs, fig_dir, name="oracle", which=("follows",))
-    return [p for p, _ in made] + [p.with_suffix(".svg") for p, _ in made]
+    return dirs
 
 
 def _write_readme(fig_dir: Path, entries: list[tuple[str, str, str]]) -> Path:
     lines = [
         "# figures/",
         "",
-        "Every figure here is regenerated by one command from the repository root:",
+        "Every figure here is regenerated from the repository root by",
         "",
-        "    make figures        # = probe figures --all",
+        "    make figures        # = probe figures build && probe figures --all",
         "",
-        "Each figure comes as PNG and SVG. They are drawn by `probes/plots.py` from run folders or result",
-        "tables, never from a model. Below, the exact commands that make each one (`--all` runs them for you).",
+        "`probe figures build` makes the run folders under runs/figures/ (it runs the reference predictors);",
+        "`probe figures --all` only draws. Each figure comes as PNG and SVG, drawn by the `probes/plots/` package",
+        "from run folders or result tables, never from a model. Below, the exact commands that make each one.",
         "",
     ]
     for stem, what, cmd in entries:
         lines += [f"## {stem}", "", f"![{stem}]({stem}.png)", "", what, "", "```", cmd, "```", ""]
     if not entries:
-        lines += ["(nothing could be made here: neither the EMIS table nor the synthetic corpus builder was found)", ""]
+        lines += ["(nothing could be made here: neither the EMIS table nor the oracle run folders were found)", ""]
     path = fig_dir / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

@@ -309,7 +309,8 @@ def bootstrap_ci(
 
 _CI_KEYS = ("accuracy", "uar", "macro_f1", "follows_voice", "follows_text", "text_dominance",
             "follows_voice_emotional_conflict", "follows_text_emotional_conflict", "text_dominance_emotional_conflict",
-            "neutral_pull", "follows_text_neutral_voice", "follows_text_emotional_words")
+            "neutral_pull", "follows_voice_neutral_text", "follows_text_neutral_voice", "follows_voice_neutral_voice",
+            "follows_text_emotional_words")
 _TYPE_CODE = {"": 0, "congruent": 1, "emotional-conflict": 2, "neutral-text": 3, "neutral-voice": 4}
 
 
@@ -339,12 +340,12 @@ def _rates_statistic(k: int):
             conflict = t >= 2
             fv, ft = rates(conflict)
             ec_v, ec_t = rates(t == 2)
-            _, nt_t = rates(t == 3)
-            _, nv_t = rates(t == 4)
+            nt_v, nt_t = rates(t == 3)
+            nv_v, nv_t = rates(t == 4)
             _, ew_t = rates((t == 2) | (t == 4))
             td = np.where(fv + ft > 0, ft / (fv + ft), np.nan)
             ec_td = np.where(ec_v + ec_t > 0, ec_t / (ec_v + ec_t), np.nan)
-        return np.stack([acc, uar_, f1_, fv, ft, td, ec_v, ec_t, ec_td, nt_t, nv_t, ew_t])
+        return np.stack([acc, uar_, f1_, fv, ft, td, ec_v, ec_t, ec_td, nt_t, nt_v, nv_t, nv_v, ew_t])
 
     return stat
 
@@ -504,6 +505,42 @@ def score_table(df, by: Sequence[str] = (), *, pred: str = "pred", acoustic: str
         row.update(score_with_ci(g[acoustic].fillna("").astype(str).tolist(), s, g[pred].tolist(), n_boot=n_boot,
                                  seed=seed, parse=parse, extra_labels=extra_labels))
         out.append(row)
+    return pd.DataFrame(out)
+
+
+# The per-type keys behind the generic follows_voice / follows_text / n_conflict of a figure.
+TYPE_COLUMNS = {
+    "emotional-conflict": {"follows_voice": "follows_voice_emotional_conflict",
+                           "follows_text": "follows_text_emotional_conflict", "n_conflict": "n_emotional_conflict"},
+    "neutral-text": {"follows_voice": "follows_voice_neutral_text", "follows_text": "neutral_pull",
+                     "n_conflict": "n_neutral_text"},
+    "neutral-voice": {"follows_voice": "follows_voice_neutral_voice", "follows_text": "follows_text_neutral_voice",
+                      "n_conflict": "n_neutral_voice"},
+}
+
+
+def conflict_type_table(table, keep: Sequence[str] = ()):
+    """A score table (one row per group) -> one row per group and conflict type, with the
+    generic columns ``follows_voice``, ``follows_text`` (+ ``_ci``), ``other_rate``,
+    ``n_conflict`` and ``conflict_type``; types without items are left out."""
+    import pandas as pd
+
+    out = []
+    for _, r in table.iterrows():
+        for t, cols in TYPE_COLUMNS.items():
+            n = r.get(cols["n_conflict"])
+            if n is None or (isinstance(n, float) and math.isnan(n)) or int(n) == 0:
+                continue
+            row = {k: r[k] for k in keep}
+            row.update({"conflict_type": t, "n_conflict": int(n)})
+            for generic in ("follows_voice", "follows_text"):
+                row[generic] = r.get(cols[generic])
+                ci = r.get(f"{cols[generic]}_ci")
+                if ci is not None:
+                    row[f"{generic}_ci"] = ci
+            fv, ft = row["follows_voice"], row["follows_text"]
+            row["other_rate"] = None if fv is None or ft is None else 1.0 - fv - ft
+            out.append(row)
     return pd.DataFrame(out)
 
 

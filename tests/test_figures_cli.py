@@ -35,13 +35,18 @@ def test_all_regenerates_figures_and_readme(tmp_path, monkeypatch):
     shared = tmp_path / "shared"
     _emis_like(shared / figures_cli.EMIS_TABLE)
     monkeypatch.setenv("DISSONANCE_SHARED", str(shared))
-    monkeypatch.setattr(figures_cli, "_has_build", lambda: False)  # no corpus build here: EMIS only
+    import probes.probe
+
+    def no_model(*a, **k):
+        raise AssertionError("probe figures --all ran a model")
+
+    monkeypatch.setattr(probes.probe, "run_probe", no_model)
     root = tmp_path / "repo"
     root.mkdir()
-    written = figures_cli.make_all(root)
+    written = figures_cli.make_all(root)  # no oracle run folders: EMIS only, and nothing is run
     names = sorted(p.name for p in (root / "figures").iterdir())
     assert names == ["README.md", "emis-confusion.png", "emis-confusion.svg", "emis-follows.csv",
-                     "emis-follows.png", "emis-follows.svg"]
+                     "emis-follows.png", "emis-follows.svg", "emis-types.csv"]
     assert all(p.exists() for p in written)
     readme = (root / "figures" / "README.md").read_text()
     assert "make figures" in readme and f"probe figures --emis ../shared/{figures_cli.EMIS_TABLE} --out figures" in readme
@@ -61,3 +66,35 @@ def test_emis_flag_and_bad_table(tmp_path, capsys):
     pd.DataFrame({"a": [1]}).to_csv(tmp_path / "bad.csv", index=False)
     assert main(["figures", "--emis", str(tmp_path / "bad.csv")]) == 2
     assert "not an EMIS result table" in capsys.readouterr().err
+
+
+def test_all_draws_oracle_runs_that_exist_without_running_them(tmp_path, monkeypatch):
+    """Run folders written by hand (as `probe figures build` would): --all draws them and runs nothing."""
+    import json
+
+    import probes.probe
+    from probes.store import RunStore
+
+    monkeypatch.setenv("DISSONANCE_SHARED", str(tmp_path / "no-shared"))
+    monkeypatch.setattr(probes.probe, "run_probe", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran a model")))
+    root = tmp_path / "repo"
+    for d, who in zip(figures_cli.oracle_dirs(root), ("semantic_label", "acoustic_label")):
+        with RunStore(d) as st:
+            st.write_manifest({"probe": "predict", "model": {"name": d.name, "weights": "none"}, "data": ""})
+            for i, (a, s) in enumerate([("sad", "happy"), ("angry", "neutral"), ("neutral", "sad"), ("sad", "sad")]):
+                st.append(f"u{i}", [{"utt_id": f"u{i}", "condition": "none", "acoustic_label": a, "semantic_label": s,
+                                     "pred": {"acoustic_label": a, "semantic_label": s}[who]}])
+        (d / "metrics.json").write_text(json.dumps({"errors": 0}))
+    figures_cli.make_all(root)
+    assert (root / "figures" / "oracle-follows.png").exists()
+    assert "probe figures build" in (root / "figures" / "README.md").read_text()
+
+
+def test_figures_build_is_a_separate_command(tmp_path, monkeypatch, capsys):
+    from probes.cli import main
+
+    calls = []
+    monkeypatch.setattr(figures_cli, "build_runs", lambda root, seed=0: calls.append(seed) or [tmp_path])
+    assert main(["figures", "build", "--seed", "3"]) == 0
+    assert calls == [3]
+    assert main(["figures", "build", "--all"]) == 2

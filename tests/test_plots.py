@@ -1,4 +1,4 @@
-"""probes/plots.py: every figure on small constructed data, with values read back from the axes."""
+"""probes/plots/ (the package): every figure on small constructed data, with values read back from the axes."""
 
 from __future__ import annotations
 
@@ -72,8 +72,11 @@ def test_confusion_grid_facets(tmp_path):
 
 
 def test_score_table_agrees_with_metrics():
+    from probes.metrics import score_table
+
     df = _preds(80).assign(group=["g1", "g2"] * 40)
-    t = plots.score_table(df, by=["group"], n_boot=200, seed=3)
+    t = score_table(df, by=["group"], n_boot=200, seed=3)
+    assert plots.score_table is score_table  # old imports keep working; the statistics live in metrics
     for _, row in t.iterrows():
         g = df[df["group"] == row["group"]]
         ref = score(g["acoustic_label"].tolist(), g["semantic_label"].tolist(), g["pred"].tolist())
@@ -202,28 +205,48 @@ def _run(tmp_path, probe: str, rows: list[dict], **manifest) -> "object":
     return d
 
 
-def test_figures_for_run_finds_what_the_run_holds(tmp_path):
+def test_figures_for_run_draws_what_the_probe_declares(tmp_path):
     att = [{"utt_id": f"u{i}", "layer": l, "span": s, "metric": m, "value": 0.5, "congruent": "true"}
            for i in range(3) for l in range(3) for s in ("audio", "prompt") for m in ("share", "share_norm")]
     d = _run(tmp_path, "attention-share", att)
+    # a table another probe would draw: attention-share does not declare it, so it is not drawn
     pd.DataFrame([{"arm": "fas", "epoch": e, "split": "train", "loss": 1 / e} for e in (1, 2, 3)]).to_csv(d / "loss_curve.csv", index=False)
-    (d / "probe-scores").mkdir()
+    made = plots.figures_for_run(d)
+    assert sorted(p.stem for p, _ in made) == ["attention-share-share", "attention-share-share_norm"]
+
+    lp = _run(tmp_path, "linear-probe", [])
+    (lp / "probe-scores").mkdir()
     pd.DataFrame([{"layer": l, "target": t, "score": 0.5, "chance": 0.25, "metric": "uar"} for l in range(3)
-                  for t in ("acoustic", "semantic", "control")]).to_csv(d / "probe-scores" / "last.csv", index=False)
-    (d / "embeddings").mkdir()
+                  for t in ("acoustic", "semantic", "control")]).to_csv(lp / "probe-scores" / "last.csv", index=False)
+    assert [p.stem for p, _ in plots.figures_for_run(lp)] == ["probe-curves-probe-scores-last"]
+
+    em = _run(tmp_path, "embeddings", [])
+    (em / "embeddings").mkdir()
     ids = np.array([f"u{i}" for i in range(6)])
-    np.savez(d / "embeddings" / "last-layer1.npz", embeddings=np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32),
+    np.savez(em / "embeddings" / "last-layer1.npz", embeddings=np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32),
              utt_id=ids, acoustic_label=np.array(["sad", "happy"] * 3), semantic_label=np.array(["happy"] * 6))
     # the embeddings probe's own coordinates are drawn as they are, without a new fit
-    pd.DataFrame({"utt_id": ids, "pool": "last", "layer": 1, "x": np.arange(6.0), "y": np.arange(6.0)}).to_csv(d / "umap.csv", index=False)
+    pd.DataFrame({"utt_id": ids, "pool": "last", "layer": 1, "x": np.arange(6.0), "y": np.arange(6.0)}).to_csv(em / "umap.csv", index=False)
+    assert [p.stem for p, _ in plots.figures_for_run(em)] == ["umap-last-layer1"]
+    assert not (em / ".cache").exists()  # coordinates came from umap.csv: nothing was fitted
+
+
+def test_a_probe_without_declared_figures_says_so(tmp_path):
+    d = _run(tmp_path, "my-new-probe", [{"utt_id": "u0", "pred": "sad", "acoustic_label": "sad"}])
     failures: list[str] = []
-    made = plots.figures_for_run(d, failures=failures)
-    assert failures == []
-    stems = sorted(p.stem for p, _ in made)
-    assert stems == ["attention-share-share", "attention-share-share_norm", "loss-loss_curve",
-                     "probe-curves-probe-scores-last", "umap-last-layer1"]
-    assert all(p.exists() for p, _ in made)
-    assert not (d / ".cache").exists()  # coordinates came from umap.csv: nothing was fitted
+    assert plots.figures_for_run(d, failures=failures) == []
+    assert "my-new-probe" in failures[0] and "PROBE_FIGURES" in failures[0]
+    with pytest.raises(ValueError, match="declares no figures"):
+        plots.figures_for_run(d)
+
+
+def test_every_registered_probe_declares_its_figures():
+    from probes.registry import PROBES
+
+    for name in PROBES.names():
+        sets = plots.figures_of(name)
+        assert sets, f"probe {name} declares no figures (probes/plots/runs.py PROBE_FIGURES)"
+        assert set(sets) <= set(plots.FIGURE_SETS), name
 
 
 def test_figures_for_run_patching_and_fas_conditions(tmp_path):
@@ -234,9 +257,26 @@ def test_figures_for_run_patching_and_fas_conditions(tmp_path):
     assert [p.stem for p, _ in made] == ["patching-shift_norm"]
     fas = [{"utt_id": f"u{i}", "condition": f"{arm}@{mix}", "acoustic_label": "sad", "semantic_label": "happy",
             "pred": "sad" if arm == "fas" else "happy"} for i in range(4) for arm in ("fas", "concat") for mix in ("0.0", "0.5")]
-    made = plots.figures_for_run(_run(tmp_path, "fas-conflict", fas))
+    d = _run(tmp_path, "fas-conflict", fas)
+    pd.DataFrame([{"arm": "fas@0.0", "epoch": e, "split": "train", "loss": 1 / e} for e in (1, 2, 3)]).to_csv(d / "loss_curve.csv", index=False)
+    made = plots.figures_for_run(d)
     stems = [p.stem for p, _ in made]
-    assert stems == ["confusion", "confusion-text", "follows"]
+    assert stems == ["confusion", "confusion-text", "follows", "loss-loss_curve"]
+
+
+def test_follows_figure_has_one_panel_per_conflict_type(tmp_path):
+    rows = [{"utt_id": f"u{i}", "condition": "none", "acoustic_label": a, "semantic_label": s, "pred": p}
+            for i, (a, s, p) in enumerate([("sad", "happy", "happy"), ("angry", "happy", "happy"), ("sad", "neutral", "neutral"),
+                                           ("angry", "neutral", "angry"), ("neutral", "sad", "sad"), ("sad", "sad", "sad")] * 3)]
+    d = _run(tmp_path, "predict", rows)
+    made = dict((p.stem, p) for p, _ in plots.figures_for_run(d))
+    assert "follows" in made
+    fig = plots.follows_bars(plots.conflict_type_table(plots.score_table(pd.DataFrame(rows), by=["condition"], n_boot=50),
+                                                       keep=["condition"]), facet="conflict_type")
+    assert [ax.get_title() for ax in fig.axes] == ["emotional-conflict", "neutral-text", "neutral-voice"]
+    # neutral-text panel: 'follows the text' = answered neutral = 1/2 of those items
+    heights = {to_hex(b.get_facecolor()): b.get_height() for b in fig.axes[1].patches}
+    assert heights[plots.TEXT.lower()] == pytest.approx(0.5)
 
 
 def test_figures_for_run_on_prediction_rows(tmp_path, tiny_manifest):
@@ -261,6 +301,12 @@ def test_emis_figures_from_the_real_table(shared_data, tmp_path):
     csv = shared_data / "emis-predictions" / "aggregated_results_v4_fullLabel.csv"
     paths = plots.emis_figures(csv, tmp_path, n_boot=200)
     assert all(p.exists() for p in paths)
+    types = pd.read_csv(tmp_path / "emis-types.csv").set_index("model")
+    # the figures of issue 10: words-emotional conflicts (neutral-text left out) and the neutral pull,
+    # under the study's strict parse (14 answers invalid)
+    assert int(types["invalid"].sum()) == 14
+    assert types["follows_text_emotional_words"].round(3).to_dict() == {"desta2": 0.922, "flamingo3": 0.848, "qwen": 0.842, "salmonn": 0.524}
+    assert types.loc[["flamingo3", "salmonn"], "neutral_pull"].round(2).tolist() == [0.76, 0.82]
     t = pd.read_csv(tmp_path / "emis-follows.csv")
     assert sorted(t["model"].unique()) == ["desta2", "flamingo3", "qwen", "salmonn"]
     # EMIS design: 468 utterances per model and text condition with emotional words, 351 of them conflicts
