@@ -252,3 +252,27 @@ def test_outlying_slope_cannot_decide_dynamics():
     d1 = {**old.to_dict(), "format": 1}
     d1.pop("scaling"), d1.pop("z_clip")
     assert CueBins.from_dict(d1).scaling == "standard"
+
+
+@pytest.mark.corpus  # the real EmoDB (../shared/data/emodb); 4 of its 10 speakers, ~190 files through opensmile
+def test_emodb_per_speaker_bins_do_not_encode_speaker_sex(shared_data):
+    """Global bins made EmoDB's pitch and voice-quality tokens say more about the speaker's sex than
+    about the emotion (Cramér's V ~0.5, docs/interventions.md); per-speaker bins (the default) must not."""
+    import sys
+
+    from probes.registry import CORPORA
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from cues_separability import association
+
+    m = CORPORA["emodb"].load(shared_data / "emodb")
+    m = m.subset(m.df["speaker"].isin(["03", "10", "08", "09"]))        # two men, two women
+    assert sorted(set(m.df["gender"])) == ["f", "m"]
+    feats = extract([m.audio_path(i) for i in range(len(m))], progress=False)   # the default cache: reused across runs
+    args = (feats, m.df["acoustic_label"].to_numpy(), m.df["speaker"].to_numpy(), m.df["gender"].to_numpy())
+    glob = association(*args, per_speaker=False)
+    spk = association(*args, per_speaker=True)
+    for c in ("pitch", "voice_quality"):
+        assert glob[c]["attribute"] > 0.35                      # global: the tokens tell the speaker's sex
+        assert spk[c]["attribute"] < 0.15 < glob[c]["attribute"] - 0.2
+    assert spk["pitch"]["emotion"] > 0.5 and spk["pitch"]["emotion"] > spk["pitch"]["attribute"] + 0.4
