@@ -32,7 +32,9 @@ Defaults that keep speaker and evaluated data out of the tokens:
   split; a manifest without one is refused until the reference is named: a manifest path, a
   split name (``train`` / ``dev`` / ``test``), or ``self`` (fit on the evaluated data itself, an
   explicit choice that every row records). A path that does not exist is refused when the
-  intervention is made, before any work.
+  intervention is made, before any work. When the default's train split is itself among the
+  evaluated utterances (a run over a whole manifest), a warning says so and those rows carry
+  ``cue_in_reference=true``; ``reference=train`` states that choice explicitly.
 
 What it records in the row (``Example.meta``): ``cues`` (the text), ``cue_source`` (whose tokens:
 the utterance, the donor, or a ``class:<label>`` profile), ``cue_reference`` (what the bins were
@@ -195,6 +197,12 @@ def cue_bank(
     else:  # another manifest: the same audio file counts as the same utterance
         ref_audio = {str(ref.audio_path(i).resolve()) for i in range(len(ref))}
         in_ref = {u for i, u in enumerate(ids) if str(data.audio_path(i).resolve()) in ref_audio}
+    if reference in (None, "", "auto") and in_ref:
+        import warnings
+
+        warnings.warn(f"{data.source}: {len(in_ref)} of the {len(ids)} utterances evaluated are in the train split the cue bins "
+                      f"are fitted on (rows say cue_in_reference=true); evaluate a test-split manifest, or say "
+                      f"reference=train to make that choice explicit.", stacklevel=2)
     info = {"reference": described, "reference_kind": kind, "reference_given": reference,
             "n_reference": int(ref_ok.sum()), "per_speaker": bool(fitted.per_speaker),
             "norm": "per-speaker" if fitted.per_speaker else "global", "scaling": fitted.scaling,

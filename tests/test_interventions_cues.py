@@ -241,6 +241,16 @@ def test_evaluating_on_the_fitted_data_is_an_explicit_choice(data, cue_cache, tm
     assert iv.describe()["fitted"]["reference_kind"] == "self"
     assert iv.describe()["fitted"]["n_evaluated_in_reference"] == 12
     assert all(ex.meta["cue_in_reference"] for ex in _apply_all(iv, nosplit).values())
+    # the default's train split evaluated too: said (warning + rows), and silent once it is chosen explicitly
+    import warnings
+
+    whole = Manifest(data.df.assign(corpus="whole"), root=data.root, source="whole.csv")
+    with pytest.warns(UserWarning, match="cue_in_reference"):
+        CuesAligned(cache_dir=str(cue_cache)).fit(whole)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        CuesAligned(reference="train", cache_dir=str(cue_cache)).fit(Manifest(data.df.assign(corpus="w2"), root=data.root))
+    assert not [w for w in caught if "cue_in_reference" in str(w.message)]
     # another manifest as reference: the same audio files count as in the reference set
     ref = tmp_path / "ref.csv"
     data.split("train").df.assign(audio_path=[str(data.audio_path(u)) for u in data.split("train").df["utt_id"]]).to_csv(ref, index=False)
