@@ -184,3 +184,53 @@ def tekken_tokenizer(version: str = "240718"):
     except ImportError as e:
         raise _missing("mistral-common") from e
     return MistralTokenizer.from_file(tekken_path(version))
+
+
+# ---------------------------------------------------------------- real configs and reference prompts
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
+
+
+def real_config(family: str) -> dict:
+    """The published configuration record of ``family`` (probes/models/configs/<family>.json), with provenance."""
+    import json
+
+    f = ALIASES.get(family.lower(), family.lower())
+    path = os.path.join(CONFIG_DIR, f"{f}.json")
+    if not os.path.exists(path):
+        known = sorted(p[:-5] for p in os.listdir(CONFIG_DIR) if p.endswith(".json"))
+        raise ValueError(f"no real configuration recorded for {family!r} ({path}); known: {', '.join(known)}")
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+AUDIO_PLACEHOLDER = {"qwen2-audio": "<|AUDIO|>", "qwen2.5-omni": "<|AUDIO|>", "qwen3-omni": "<|audio_pad|>",
+                     "audio-flamingo-3": "<sound>"}
+# Qwen3-Omni: no published template text was found; the layout every public prompt for it uses
+_QWEN3_OMNI_LAYOUT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
+                      "{% else %}{% for c in m['content'] %}{% if c['type'] == 'audio' %}<|audio_start|><|audio_pad|><|audio_end|>"
+                      "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+                      "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def reference_prompt(family: str, user_text: str, n_audio: int, system: str | None = None) -> tuple[str, list[int]]:
+    """(text, ids) of one audio + one question as the checkpoint's own chat template and tokenizer build it.
+
+    The published template (configs/<family>.json) renders ``[system?, user: [audio, text]]`` with
+    the generation prompt; the single audio placeholder is expanded to ``n_audio`` copies, as the
+    processors do, and the whole string is tokenized at once with the real tokenizer. This is the
+    reference the adapters' piece-by-piece prompts are tested against.
+    """
+    fam = _family(family)
+    cfg = real_config(fam)
+    tpl = cfg.get("chat_template") or (_QWEN3_OMNI_LAYOUT if fam == "qwen3-omni" else None)
+    if tpl is None:
+        raise NotImplementedError(f"{fam}: no chat template recorded ({cfg.get('chat_template_note', '')})")
+    tok = qwen_tokenizer(fam)
+    msgs = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": [{"type": "audio", "audio": "a.wav"}, {"type": "text", "text": user_text}]}]
+    text = tok.apply_chat_template(msgs, chat_template=tpl, tokenize=False, add_generation_prompt=True)
+    ph = AUDIO_PLACEHOLDER[fam]
+    if text.count(ph) != 1:
+        raise AssertionError(f"{fam}: the template rendered {text.count(ph)} audio placeholders")
+    text = text.replace(ph, ph * n_audio)
+    return text, tok(text, add_special_tokens=False)["input_ids"]
