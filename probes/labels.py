@@ -116,3 +116,21 @@ def run_labels(extra: Mapping[str, str] | None = None, base: Iterable[str] = EMO
     """The label set a run offers the model: ``base`` plus the extra labels' names."""
     base = tuple(base)
     return base + tuple(k for k in (extra or {}) if k not in base)
+
+
+def manifest_extra_labels(manifest) -> dict[str, str]:
+    """{extra label: canonical label} of a manifest's ``extra_label`` column (the canonical label
+    is the rows' ``acoustic_label``); {} when it has none. One extra label with two canonical
+    labels is a LabelError naming both."""
+    df = getattr(manifest, "df", manifest)
+    if df is None or "extra_label" not in getattr(df, "columns", ()):
+        return {}
+    out: dict[str, str] = {}
+    for name, canon in zip(df["extra_label"].astype(str), df["acoustic_label"].astype(str)):
+        name = name.strip().lower()
+        if not name or name == "nan":
+            continue
+        if out.setdefault(name, canon) != canon:
+            raise LabelError(f"extra label {name!r} stands for both {out[name]!r} and {canon!r} in this manifest; "
+                             "give each extra label one canonical label")
+    return extra_label_map(out, where="manifest extra_label")

@@ -555,17 +555,22 @@ def neutral_share(df, by: str = "condition", pred: str = "pred", acoustic: str =
 
 def corpus_notes(df) -> dict:
     """What the rows say about their corpora's design: ``neutral_text_by_design`` lists the
-    corpora whose sentences are all neutral on purpose (EmoDB): their "conflicts" are all
-    neutral-text items, a neutral-text control set, not a test of words against voice."""
-    col = "text_design"
-    if col not in getattr(df, "columns", ()):
-        return {}
-    corp = df["corpus"].astype(str) if "corpus" in df else None
-    flagged = df[col].astype(str) == "neutral"
-    if not flagged.any():
-        return {}
-    names = sorted(set(corp[flagged])) if corp is not None else ["?"]
-    return {"neutral_text_by_design": names}
+    corpora whose sentences are all neutral on purpose (EmoDB; a ``text_design`` column of
+    ``neutral``, or the importer's ``neutral_text_by_design`` flag for the rows' ``corpus``): their
+    conflict items are all neutral-text items, a neutral-words control set, not a test of words
+    against voice, and the headline emotional-conflict figures are empty for them by design."""
+    cols = set(getattr(df, "columns", ()))
+    names: set[str] = set()
+    if "text_design" in cols:
+        flagged = df["text_design"].astype(str) == "neutral"
+        names |= set(df.loc[flagged, "corpus"].astype(str)) if "corpus" in cols else ({"?"} if flagged.any() else set())
+    if "corpus" in cols:
+        from probes.registry import CORPORA
+
+        for c in set(df["corpus"].astype(str)) - names:
+            if c in CORPORA and getattr(CORPORA[c], "neutral_text_by_design", False):
+                names.add(c)
+    return {"neutral_text_by_design": sorted(names)} if names else {}
 
 
 def score_run(run_dir: str | Path, *, ci: bool = True, n_boot: int = 500, parse: str = DEFAULT_PARSE) -> dict:

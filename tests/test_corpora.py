@@ -61,6 +61,39 @@ def test_emodb(tmp_path):
     assert set(m2.df["semantic_label"]) == {""} and set(m2.df["congruent"]) == {""}
 
 
+def test_emodb_is_neutral_by_design_and_carries_bored(tmp_path):
+    from probes.labels import manifest_extra_labels
+
+    m = CORPORA["emodb"].load(fake.make_emodb(tmp_path / "emodb"))
+    assert set(m.df["text_design"]) == {"neutral"}
+    assert row(m, "08b10Lc")["extra_label"] == "bored" and row(m, "08b10Lc")["acoustic_label"] == "other"
+    assert row(m, "03a01Fa")["extra_label"] == ""
+    assert manifest_extra_labels(m) == {"bored": "other"}  # the mapping a run offers and scores, visible
+    assert "extra_label" not in CORPORA["emodb"].load(tmp_path / "emodb", extra_labels={}).df
+    # overridable: another name for the same code; canonical names are refused
+    assert manifest_extra_labels(CORPORA["emodb"].load(tmp_path / "emodb", extra_labels={"L": "boredom"})) == {"boredom": "other"}
+    with pytest.raises(CorpusError, match="already canonical"):
+        CORPORA["emodb"].load(tmp_path / "emodb", extra_labels={"L": "sad"})
+
+
+def test_a_run_on_emodb_offers_bored_and_says_the_text_is_neutral_by_design(tmp_path):
+    import json
+
+    from probes.probe import run_probe
+    from probes.registry import MODELS, PROBES
+
+    m = CORPORA["emodb"].load(fake.make_emodb(tmp_path / "emodb"))
+    model = MODELS["voice-oracle"]()
+    out = run_probe(PROBES["predict"](), model, m, tmp_path / "run", progress=False)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["extra_labels"] == {"bored": "other"} and "bored" in model.labels
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["neutral_text_by_design"] == ["emodb"]
+    s = metrics["conditions"]["none"]
+    # every non-neutral EmoDB recording is a neutral-text item, none an emotional conflict
+    assert s["n_emotional_conflict"] == 0 and s["n_neutral_text"] == s["n_conflict"] == 5
+
+
 def test_emis(tmp_path):
     m = CORPORA["emis"].load(fake.make_emis(tmp_path / "emis"))
     assert len(m) == 4

@@ -12,8 +12,16 @@ name. It declares
   spelling (EmoDB, CREMA-D) for those messages.
 - ``options``: the importer's own ``--set NAME=VALUE`` options (name -> Option). Every importer
   also takes ``label_map`` (a dict {raw: canonical} extending or overriding ``mapping``; a value
-  of "" or null drops that raw label) and ``check_audio`` (default true: every row's wav must
-  exist; false builds a manifest from names or metadata alone).
+  of "" or null drops that raw label), ``check_audio`` (default true: every row's wav must
+  exist; false builds a manifest from names or metadata alone) and ``extra_labels``;
+- ``extra_labels``: raw code -> an *extra label* (EmoDB {"L": "bored"}): a word the corpus has and
+  the vocabulary does not. Rows with that code keep their canonical ``acoustic_label`` (boredom ->
+  other) and get an ``extra_label`` column; a run on the manifest offers the model the extra label
+  and scores the answer as the canonical one (probes.labels.manifest_extra_labels). The option
+  ``--set extra_labels='{"L": "bored"}'`` overrides the corpus' own, ``{}`` turns them off;
+- ``neutral_text_by_design``: true for corpora whose sentences are all neutral on purpose (EmoDB):
+  every row gets ``text_design=neutral`` and the scores say that its conflict items are all of the
+  neutral-text type (a neutral-words control set, not a test of words against voice).
 
 and implements ``records(root, opts, labels)`` yielding one dict per utterance (see
 ``Corpus.record``). ``Corpus.load`` does the rest: it resolves the options (unknown names are an
@@ -122,10 +130,14 @@ class Corpus:
     layout: ClassVar[str] = ""
     display: ClassVar[str] = ""  # the corpus' own spelling (EmoDB, CREMA-D) for messages
     options: ClassVar[dict[str, Option]] = {}
+    extra_labels: ClassVar[dict[str, str]] = {}   # raw code -> extra label a run offers (EmoDB: L -> bored)
+    neutral_text_by_design: ClassVar[bool] = False
 
     COMMON: ClassVar[dict[str, Option]] = {
         "label_map": Option(None, "dict {raw: canonical} extending the mapping (\"\" drops a label)", dict),
         "check_audio": Option(True, "require every row's audio file to exist", bool),
+        "extra_labels": Option(None, "dict {raw code: extra label} offered to the model and scored as the code's "
+                                     "canonical label (default: the corpus' own; {} for none)", dict),
     }
 
     # ---------------------------------------------------------------------------------- API
@@ -137,11 +149,23 @@ class Corpus:
             raise CorpusError(f"{root}: no such file or folder; give the path of your {cls.pretty()} copy ({cls.layout}).")
         opts = cls.resolve_options(options)
         labels = Labels(cls.resolve_mapping(opts), cls.resolve_dropped(opts), cls.pretty())
-        records = list(cls.records(root, opts, labels))
+        records = cls._mark(list(cls.records(root, opts, labels)), opts)
         if not records:
             raise CorpusError(f"{root}: no {cls.pretty()} utterances found (all were dropped or none matched); {cls.layout}.")
         base = root if root.is_dir() else root.parent
         return Manifest.from_records(records, root=base, check_audio=opts["check_audio"], source=str(root))
+
+    @classmethod
+    def _mark(cls, records: list[dict], opts: dict[str, Any]) -> list[dict]:
+        """Add ``extra_label`` (rows whose ``raw_label`` has an extra label) and ``text_design``."""
+        extras = cls.extra_labels if opts.get("extra_labels") is None else opts["extra_labels"]
+        if extras:
+            for r in records:
+                r["extra_label"] = extras.get(str(r.get("raw_label", "")), "")
+        if cls.neutral_text_by_design and opts.get("neutral_text", True):
+            for r in records:
+                r["text_design"] = "neutral"
+        return records
 
     @classmethod
     def records(cls, root: Path, opts: dict[str, Any], labels: Labels) -> Iterator[dict]:
@@ -173,6 +197,8 @@ class Corpus:
             name = k.replace("-", "_")
             if name == "label_map":
                 out[name] = cls._check_label_map(v)
+            elif name == "extra_labels":
+                out[name] = cls._check_extra_labels(v)
             else:
                 out[name] = _convert(name, v, valid[name], cls.title())
         return out
@@ -194,6 +220,30 @@ class Corpus:
                     "use one of those, or \"\" to drop the label."
                 )
             out[str(raw)] = lab
+        return out
+
+    @classmethod
+    def _check_extra_labels(cls, value: Any) -> dict[str, str] | None:
+        if value is None:
+            return None
+        if isinstance(value, str) and value.strip().lower() in _FALSE | {"{}", "none", ""}:
+            return {}
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = None
+        if not isinstance(value, Mapping):
+            raise CorpusError(f"{cls.title()}: extra_labels must be a dict {{raw code: extra label}}, e.g. "
+                              f"{json.dumps(cls.extra_labels or {'L': 'bored'})}, or {{}} for none")
+        out = {}
+        for raw, name in value.items():
+            name = str(name or "").strip().lower()
+            if name in CANONICAL:
+                raise CorpusError(f"{cls.title()}: extra label {name!r} (for {raw!r}) is already canonical; "
+                                  "extra labels are the corpus' own words (bored)")
+            if name:
+                out[str(raw)] = name
         return out
 
     @classmethod

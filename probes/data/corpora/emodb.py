@@ -8,9 +8,16 @@ percent with a decimal comma) adds the listening test's ``recognised`` and ``nat
 Mapping: W (Wut) angry, L (Langeweile, boredom) other, E (Ekel) disgust, A (Angst) fear,
 F (Freude) happy, T (Trauer) sad, N neutral.
 
+Boredom has no canonical label: it is scored as ``other``, and it is carried into runs as the
+extra label ``bored`` (column ``extra_label``): the model is offered "bored" and that answer is
+scored as ``other`` (``--set extra_labels={}`` turns this off; docs/corpora.md).
+
 The ten sentences were chosen to be emotionally neutral in their words, so ``semantic_label``
-is ``neutral`` for every row (``--set neutral_text=false`` leaves it empty): EmoDB items are
-congruent exactly when the voice is neutral, which makes it a real-voice control set.
+is ``neutral`` for every row (``--set neutral_text=false`` leaves it empty) and ``text_design``
+is ``neutral``: EmoDB is *neutral by design*. Its items are congruent exactly when the voice is
+neutral, and every other recording is a neutral-text item (neutral words, emotional voice), not a
+conflict between emotional words and voice: the scores report them as such (``neutral_pull``), a
+real-voice control set.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ class EmoDB(Corpus):
     """EmoDB: 535 acted German utterances, 10 speakers, 7 emotions, emotionally neutral sentences."""
 
     mapping = {"W": "angry", "L": "other", "E": "disgust", "A": "fear", "F": "happy", "T": "sad", "N": "neutral"}
+    extra_labels = {"L": "bored"}
+    neutral_text_by_design = True
     language = "de"
     display = "EmoDB"
     layout = "wav/ with files like 03a01Fa.wav (speaker, text code, emotion letter, version)"
