@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from probes.adapter import Adapter, Example, Prediction
+from probes.adapter import Adapter, AttributionInputs, Example, InsideInfo, Prediction, Readout
 from probes.registry import MODELS
 
 
@@ -52,6 +52,7 @@ class FASAdapter(Adapter):
         self._speaker_stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         raw = info.get("raw_acoustic_stats")
         self._raw_stats = (np.asarray(raw[0], np.float32), np.asarray(raw[1], np.float32)) if raw else None
+        self._voiced = info.get("acoustic_norm") == "speaker-voiced"  # fas/features.py: our deviation
 
     # construction ------------------------------------------------------------------------
     @classmethod
@@ -99,7 +100,7 @@ class FASAdapter(Adapter):
         items = [item_for(r, data.audio_path(i), self.specs["acoustic"]) for i, r in enumerate(rows)]
         cache = extract(self.specs["acoustic"], items, workers=1, progress=False)
         frames = {r["utt_id"]: cache.get(it.key)[0] for r, it in zip(rows, items)}
-        self._speaker_stats.update(speaker_stats(frames, {r["utt_id"]: r["speaker"] for r in rows}))
+        self._speaker_stats.update(speaker_stats(frames, {r["utt_id"]: r["speaker"] for r in rows}, voiced_only=self._voiced))
 
     # features ----------------------------------------------------------------------------
     def _pathway(self, which: str):
@@ -109,8 +110,9 @@ class FASAdapter(Adapter):
             self._pathways[which] = build_pathway(self.specs[which])
         return self._pathways[which]
 
-    def _features(self, which: str, ex: Example) -> np.ndarray:
-        from fas.features import FeatureCache, text_hash, wav_hash
+    def features(self, which: str, ex: Example) -> np.ndarray:
+        """One stream's raw frames for an example (``which``: acoustic | semantic), through the feature cache. # [T, D]"""
+        from fas.features import cache_for, text_hash, wav_hash
 
         spec = self.specs[which]
         if spec.needs_text:
@@ -120,7 +122,7 @@ class FASAdapter(Adapter):
             if ex.audio is None:
                 raise ValueError(f"{ex.utt_id}: FAS needs the waveform")
             key, wav, text = wav_hash(ex.audio, ex.sr), ex.audio, None
-        cache = FeatureCache(spec.encoder_id, spec.layer)
+        cache = cache_for(spec)  # eGeMAPS: the workbench's one eGeMAPS cache (interventions.egemaps)
         got = cache.get(key)
         if got is None:
             frames, meta = self._pathway(which).compute(wav, ex.sr, text)
@@ -130,7 +132,8 @@ class FASAdapter(Adapter):
             return frames
         return got[0]
 
-    def _normalise(self, examples: Sequence[Example], raw: list[np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
+    def normalise(self, examples: Sequence[Example], raw: list[np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
+        """eGeMAPS frames z-scored per speaker (module docstring); returns the frames and how each was normalised."""
         from fas.features import normalise
 
         if self.specs["acoustic"].name != "egemaps":
@@ -150,9 +153,104 @@ class FASAdapter(Adapter):
                 st, h = self._raw_stats, "training-set"
             else:
                 st, h = (x.mean(0), x.std(0) + 1e-6), "utterance"
-            out.append(normalise(x, st))
+            out.append(normalise(x, st, voiced_only=self._voiced))
             how.append(h)
         return out, how
+
+    def streams(self, examples: Sequence[Example]) -> tuple[list[np.ndarray], list[str], list[np.ndarray]]:
+        """The model's two inputs per example: normalised acoustic frames, how they were normalised,
+        semantic frames (what ``predict`` and every instrument feed the model)."""
+        aco, how = self.normalise(examples, [self.features("acoustic", ex) for ex in examples])
+        return aco, how, [self.features("semantic", ex) for ex in examples]
+
+    def encode(self, examples: Sequence[Example]) -> dict:
+        """The padded batch the model reads (``fas.train.collate``): aco, sem and their lengths."""
+        from fas.train import collate
+
+        aco, _, sem = self.streams(examples)
+        return collate(aco, sem)
+
+    # instruments (probes/adapter.py) -----------------------------------------------------
+    def inside_info(self) -> InsideInfo:
+        """FAS has no decoder stack: its one "layer" (residual 0) is the fused representation, its
+        attention is the learnable queries' cross-attention over the kept tokens (heads = queries,
+        spans ``acoustic`` = the k_aco kept acoustic tokens, ``semantic`` = the k_sem semantic
+        ones), patching swaps a whole input stream, and attribution is over the two raw streams
+        from their training means (as ``fas.instrument`` does). It has no logit lens."""
+        cfg = self.model.cfg
+        queries = cfg.fusion == "queries" and cfg.streams == "both"
+        sup = {"hidden", "patch"} | ({"attention"} if queries else set()) | ({"attribution"} if cfg.streams == "both" else set())
+        pools = ("fused",) + (("acoustic-mean", "semantic-mean") if cfg.streams == "both" else ())
+        return InsideInfo(n_layers=0, n_heads=cfg.n_queries if queries else 0, pools=pools,
+                          spans=("acoustic", "semantic") if cfg.streams == "both" else (cfg.streams,),
+                          supports=frozenset(sup),
+                          why_not={"lens": "FAS has no residual stream read by an unembedding (its head reads the fused embedding)",
+                                   "attention": "this arm has no learnable queries",
+                                   "attribution": "single-stream arm: there is nothing to split"})
+
+    def unembed(self, hidden, *, normed: bool = True):
+        raise self.missing("logit lens", "FAS has no residual stream read by an unembedding (its head reads the fused embedding)")
+
+    def _inside_spans(self) -> dict[str, tuple[int, int]]:
+        c = self.model.cfg
+        if c.fusion == "queries" and c.streams == "both":
+            return {"acoustic": (0, c.k_aco), "semantic": (c.k_aco, c.k_aco + c.k_sem)}
+        return {"acoustic": (0, 1), "semantic": (1, 2)}  # nominal: one slot per stream
+
+    def inside_read(self, examples, *, attention=False, pools=(), lens=False):
+        import torch
+
+        from fas.model import lengths_mask, masked_mean
+
+        if lens:
+            raise self.missing("logit lens", "FAS has no residual stream read by an unembedding")
+        batch = self.encode(examples)
+        m = self.model.eval()
+        with torch.no_grad():
+            out = m(**batch)
+            means = {}
+            if any(p != "fused" for p in pools):
+                for which, key in (("aco", "acoustic-mean"), ("sem", "semantic-mean")):
+                    f, n = m.stream(batch[which], batch[f"{which}_len"], which)            # [b, T', d]
+                    means[key] = masked_mean(f, lengths_mask(n, f.shape[1]))              # [b, d]
+        spans = self._inside_spans()
+        L = max(b for _, b in spans.values())
+        reads = []
+        for i, ex in enumerate(examples):
+            r = Readout(utt_id=ex.utt_id, spans=spans, seq_len=L, answer_pos=L - 1, final=out.logits[i].numpy())
+            if attention:
+                if out.attn is None:
+                    raise self.missing("attention weights", "this arm has no learnable queries")
+                r.attention = out.attn[i][None].numpy()                                     # [1, n_q, L]
+            for p in pools:
+                r.pooled[p] = (out.fused[i] if p == "fused" else means[p][i]).numpy()[None]  # [1, d]
+            reads.append(r)
+        return reads
+
+    def inside_patch(self, target, source, *, span, layers):
+        import torch
+
+        from fas.train import collate
+
+        if list(layers) != [0]:
+            raise ValueError("FAS patches its input streams only (layer 0)")
+        (at,), _, (st,) = self.streams([target])
+        (as_,), _, (ss,) = self.streams([source])
+        aco, sem = {"acoustic": (as_, st), "semantic": (at, ss), "all": (as_, ss)}[span]
+        with torch.no_grad():
+            return self.model.eval()(**collate([aco], [sem])).logits.numpy()                # [1, n_labels]
+
+    def inside_attribution(self, ex) -> AttributionInputs:
+        m = self.model.eval()
+        if m.cfg.streams != "both":
+            raise self.missing("attribution inputs", "single-stream arm: there is nothing to split")
+        batch = self.encode([ex])
+        aco, sem = batch["aco"], batch["sem"]
+        return AttributionInputs(
+            inputs=(aco, sem),
+            baselines=(m.mean_aco.expand_as(aco).clone(), m.mean_sem.expand_as(sem).clone()),
+            forward=lambda a, s: m(a, s).logits,
+            spans={"acoustic": (0, (0, aco.shape[1])), "semantic": (1, (0, sem.shape[1]))})
 
     # prediction --------------------------------------------------------------------------
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
@@ -162,9 +260,7 @@ class FASAdapter(Adapter):
         from fas.train import collate
 
         cfg = self.model.cfg
-        aco_raw = [self._features("acoustic", ex) for ex in examples]
-        aco, how = self._normalise(examples, aco_raw)
-        sem = [self._features("semantic", ex) for ex in examples]
+        aco, how, sem = self.streams(examples)
         preds: list[Prediction | None] = [None] * len(examples)
         # examples with the same stream ablation go through the model together
         groups: dict[tuple, list[int]] = {}
@@ -204,7 +300,7 @@ def _ablation(ex: Example) -> tuple:
 
 
 def _register(name: str, doc: str) -> type:
-    cls = type(name.replace("-", "_").title().replace("_", ""), (FASAdapter,), {"name": name, "arm": name, "__doc__": doc})
+    cls = type(name.replace("-", "_").title().replace("_", ""), (FASAdapter,), {"arm": name, "__doc__": doc})
     cls.__module__ = __name__
     return MODELS.register(name)(cls)
 
@@ -216,3 +312,4 @@ FAS_NO_TOPK = _register("fas-no-topk", "FAS arm: random tokens instead of the hi
 FAS_NO_QUERIES = _register("fas-no-queries", "FAS arm: kept tokens pooled directly, no learnable queries (needs --checkpoint).")
 FAS_SEMANTIC_ONLY = _register("fas-semantic-only", "Baseline: semantic stream only, mean-pooled, two-layer classifier (needs --checkpoint).")
 FAS_ACOUSTIC_ONLY = _register("fas-acoustic-only", "Baseline: acoustic stream only, mean-pooled, two-layer classifier (needs --checkpoint).")
+

@@ -159,8 +159,12 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum(1) / m.sum(1).clamp(min=1)
 
 
-def _lengths_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
+def lengths_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
+    """[b] lengths -> [b, t] boolean mask of the valid positions."""
     return torch.arange(t, device=lengths.device)[None, :] < lengths[:, None]
+
+
+_lengths_mask = lengths_mask  # the older private name
 
 
 class Attention(nn.Module):
@@ -256,11 +260,13 @@ class FAS(nn.Module):
             return getattr(self, f"mean_{which}").to(x.dtype).expand_as(x).clone()
         raise ValueError(f"stream-ablate mode {mode!r}: use 'zero' or 'mean'")
 
-    def _stream(self, x, lengths, which: str):
-        """raw [b, T, D] -> projected patches [b, T', d], patch lengths [b]"""
+    def stream(self, x, lengths, which: str):
+        """raw [b, T, D] -> projected patches [b, T', d], patch lengths [b] (``which``: "aco" | "sem")"""
         s = self.cfg.patch_aco if which == "aco" else self.cfg.patch_sem
         p, n = patchify(x, lengths, s)
         return getattr(self, f"proj_{which}")(p), n
+
+    _stream = stream  # the older private name
 
     def _generator(self) -> torch.Generator | None:
         if self.cfg.select != "random" or self.training:

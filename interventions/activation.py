@@ -2,7 +2,8 @@
 
 What changes: nothing in the input. Each appends one ``probes.adapter.Edit`` to ``Example.edits``;
 the adapter applies it at the named span (``audio``, ``prompt``, ``cues``, ... or, for the FAS
-model, ``acoustic`` / ``semantic``) and layer (an index, or ``"input"`` for the embeddings).
+model, ``acoustic`` / ``semantic``) and residual layer (0 = the input embeddings with the audio merged
+in, ``i`` = the input of block ``i``, ``L`` = after the last block; docs/vocabulary.md).
 Adapters that cannot apply an edit must raise, never ignore it.
 
 - ``ablate-span``: the span's activations at ``layer`` set to zero (``mode="zero"``) or to their
@@ -42,8 +43,7 @@ def _check_mode(name: str, mode: str) -> None:
 
 
 def _add(ex: "Example", edit, **meta) -> "Example":
-    desc = f"{edit.kind}:{edit.span}@{edit.layer}" + (f"/{edit.mode}" if edit.kind != "patch" else "")
-    return ex.with_(edits=ex.edits + (edit,), meta={**ex.meta, "edit": desc, **meta})
+    return ex.with_(edits=ex.edits + (edit,), meta={**ex.meta, "edit": edit.describe(), **meta})
 
 
 @INTERVENTIONS.register("ablate-span")
@@ -52,7 +52,7 @@ class AblateSpan(Intervention):
     """A token span's activations at a layer zeroed or mean-replaced (adapter-applied Edit)."""
 
     span: str = field(default="audio", metadata={"help": "adapter span name: audio, prompt, cues, ..."})
-    layer: int | str = field(default="input", metadata={"help": "layer index, or 'input' for the embeddings"})
+    layer: int = field(default=0, metadata={"help": "residual index: 0 = input embeddings, i = input of block i, L = after the last block"})
     mode: str = field(default="zero", metadata={"help": "zero | mean"})
     side = "activation"
 
@@ -71,7 +71,7 @@ class PatchSpan(Intervention):
     """A span's activations patched in from a partner utterance (same sentence, other voice emotion)."""
 
     span: str = field(default="audio", metadata={"help": "adapter span name"})
-    layer: int | str = field(default="input", metadata={"help": "layer index, or 'input'"})
+    layer: int = field(default=0, metadata={"help": "residual index (0 = input embeddings)"})
     side = "activation"
 
     def fit(self, data: "Manifest", *, seed: int = 0) -> "PatchSpan":
@@ -123,4 +123,4 @@ class StreamAblate(Intervention):
     def apply(self, ex: "Example", *, rng: np.random.Generator) -> "Example":
         from probes.adapter import Edit
 
-        return _add(ex, Edit(kind="stream-ablate", span=self.span, layer="input", mode=self.mode))
+        return _add(ex, Edit(kind="stream-ablate", span=self.span, layer=0, mode=self.mode))

@@ -43,6 +43,10 @@ class Registry(Generic[T]):
             self._entries[name] = obj
             try:
                 obj.registered_name = name  # type: ignore[attr-defined]
+                # the registered name is written once, in the decorator: classes get it as ``name``
+                # too (unless ``name`` is one of a dataclass's own fields, e.g. a corpus option)
+                if isinstance(obj, type) and "name" not in getattr(obj, "__dataclass_fields__", {}):
+                    obj.name = name  # type: ignore[attr-defined]
             except (AttributeError, TypeError):
                 pass
             return obj

@@ -66,7 +66,7 @@ def test_prompt_spans_and_native_forward(name, tiny_alm):
 def test_closed_set_scoring(name, tiny_alm):
     a = tiny_alm(name)
     ex = alm_examples(2, seconds=(1.0, 0.75))
-    batch = [ex[0], ex[0].with_(cues="[energy: high]"), ex[1], ex[0].with_(edits=(Edit("ablate", layer=0, mode="mean"),))]
+    batch = [ex[0], ex[0].with_(cues="[energy: high]"), ex[1], ex[0].with_(edits=(Edit("ablate", layer=1, mode="mean"),))]
     lp = a.label_logprobs(batch)
     assert lp.shape == (4, len(a.labels))
     assert torch.allclose(lp.exp().sum(-1), torch.ones(4), atol=1e-5)
@@ -75,7 +75,7 @@ def test_closed_set_scoring(name, tiny_alm):
     one = torch.cat([a.label_logprobs([e]) for e in batch])  # batched == unbatched
     assert torch.allclose(lp, one, atol=1e-4)
     assert not torch.allclose(lp[0], lp[1], atol=1e-6), "the cue tokens must reach the prompt"
-    assert not torch.allclose(lp[0], lp[3], atol=1e-6), "an ablation at block 0 must change the answer"
+    assert not torch.allclose(lp[0], lp[3], atol=1e-6), "an ablation at residual 1 (after block 0) must change the answer"
     preds = a.predict(batch)
     assert all(p.label in a.labels and abs(sum(p.probs.values()) - 1) < 1e-4 for p in preds)
 
@@ -137,12 +137,12 @@ def test_capture_shapes(name, tiny_alm):
     d = a.module("decoder").config.hidden_size
     L = a.n_layers
     hs = a.hidden_states(ex, spans=("audio", "answer", "prompt"))
-    assert hs["layers"] == ["input", *range(L)]
+    assert hs["layers"] == list(range(L + 1))  # residual 0 = input embeddings .. L = after the last block
     assert hs["audio"].shape == (2, L + 1, d) and hs["answer"].shape == (2, L + 1, d)
     raw = a.hidden_states(ex, layers=[0], spans=("audio",), pool="none")
     b = a.encode(ex)
     assert [r.shape for r in raw["audio"]] == [(1, len(sp["audio"]), d) for sp in b.spans]
-    # the last block's output at the answer position, through the final norm + unembedding, is the answer
+    # residual L (the last block's output) at the answer position, through the final norm + unembedding, is the answer
     lens = a.unembed(hs["answer"][:, -1].to(a.dtype), normed=False)
     assert torch.allclose(lens, a.answer_logits(ex), atol=1e-4)
     att = a.attention(ex)
@@ -161,32 +161,32 @@ def test_ablation_and_patching(name, tiny_alm):
     A, B = alm_examples(2)  # same prompt, equal durations, different tones
     base = a.answer_logits([A, B])
     assert not torch.allclose(base[0], base[1], atol=1e-5)
-    for layer in ("input", 0):
+    for layer in (0, 1):
         for mode in ("zero", "mean"):
             ab = a.ablate([A], layer, mode=mode)[0]
             assert not torch.allclose(ab, base[0], atol=1e-5), f"ablation at {layer} ({mode}) changed nothing"
-            hooked = a.answer_logits([A], [Edit("ablate", layer=layer, mode=mode)])[0]  # predict's hook path
+            hooked = a.answer_logits([A], [Edit("ablate", layer=layer, mode=mode)])[0]  # the Edit path
             assert torch.allclose(ab, hooked, atol=1e-5)
-    last = a.ablate([A], a.n_layers - 1)[0]  # no later block reads the audio positions' last output
+    last = a.ablate([A], a.n_layers)[0]  # residual L: no later block reads the audio positions' last output
     assert torch.allclose(last, base[0], atol=1e-5)
-    # patching: A into B at the input reproduces A; A into A changes nothing at any layer / span
-    assert torch.allclose(a.patch([B], [A], "input")[0], base[0], atol=1e-5)
-    assert torch.allclose(a.patch([B], [A], 0, span="all")[0], base[0], atol=1e-5)
-    for layer in ("input", *range(a.n_layers)):
+    # patching: A into B at residual 0 reproduces A; A into A changes nothing at any layer / span
+    assert torch.allclose(a.patch([B], [A], 0)[0], base[0], atol=1e-5)
+    assert torch.allclose(a.patch([B], [A], 1, span="all")[0], base[0], atol=1e-5)
+    for layer in range(a.n_layers + 1):
         assert torch.allclose(a.patch([A], [A], layer)[0], base[0], atol=1e-5)
-    moved = a.patch([B], [A], 0)[0]  # the audio span alone at block 0: B moves toward A but is not A
+    moved = a.patch([B], [A], 1)[0]  # the audio span alone after block 0: B moves toward A but is not A
     assert not torch.allclose(moved, base[1], atol=1e-6)
     # predict resolves a patch source through source_loader
     a.source_loader = {"u0": A}.get
     try:
-        got = a.label_logprobs([B.with_(edits=(Edit("patch", layer="input", source="u0"),))])
+        got = a.label_logprobs([B.with_(edits=(Edit("patch", layer=0, source="u0"),))])
         assert torch.allclose(got, a.label_logprobs([A]), atol=1e-5)
     finally:
         a.source_loader = None
     short = alm_examples(2, seconds=(1.0, 0.5))[1]
     if name != "voxtral":  # voxtral pads every window to the same token count
         with pytest.raises(ValueError, match="equal length"):
-            a.patch([short], [A], "input")
+            a.patch([short], [A], 0)
 
 
 def test_generate_mode_counts_invalid():
@@ -208,6 +208,8 @@ def test_no_hub_error_is_clear(monkeypatch):
     # no weights named: refused at once, nothing is downloaded
     with pytest.raises(ModelLoadError, match="needs --model-path.*Qwen/Qwen2-Audio-7B-Instruct.*--tiny"):
         MODELS["qwen2-audio"].from_cli()
-    # a hub id on a machine with no hub
-    with pytest.raises(ModelLoadError, match="no model hub here: pass --model-path DIR with the weights, or --tiny"):
+    # a hub id on a machine with no hub, and a missing folder: refused by the fast check (probes/models/loading.py)
+    with pytest.raises(ModelLoadError, match="qwen2-audio: Qwen/Qwen2-Audio-7B-Instruct: not in the local hub cache"):
         MODELS["qwen2-audio"].from_cli(model_path="Qwen/Qwen2-Audio-7B-Instruct")
+    with pytest.raises(ModelLoadError, match="no such folder"):
+        MODELS["voxtral"].from_cli(model_path="./no/such/weights")

@@ -58,6 +58,6 @@ def test_capture_on_real_encoder(whisper_alm):
     att = a.attention(ex)
     assert torch.allclose(att["weights"][0].sum(-1), torch.ones(a.n_layers, 4), atol=1e-4)
     A, B = alm_examples(2)
-    assert torch.allclose(a.patch([B], [A], "input")[0], a.answer_logits([A])[0], atol=1e-5)
+    assert torch.allclose(a.patch([B], [A], 0)[0], a.answer_logits([A])[0], atol=1e-5)
     p = a.predict(ex)
     assert all(abs(sum(x.probs.values()) - 1) < 1e-4 for x in p)

@@ -1,20 +1,16 @@
-"""What the looking-inside probes need from a model, and the pieces they share.
+"""The pieces the looking-inside probes share (the contract itself is in ``probes/adapter.py``).
 
 The six probes of ``docs/inside.md`` (``attention-share``, ``linear-probe``,
 ``activation-patching``, ``logit-lens``, ``attribution``, ``embeddings``) never touch a module
-path. They talk to an ``Inspectable``: four methods, in the stable words of DESIGN.md (token
-spans ``audio`` / ``prompt`` / ``cues`` / ``answer``, layers counted along the residual stream).
-``inspectable(model)`` returns the model itself when it already speaks the protocol, or wraps
-it in a bridge that maps the protocol onto the model family's own instrumentation (the ALM
-adapters' nnsight methods, FAS's ``fas.instrument``). Adding a model family = adding one bridge
-here; no probe changes.
+path: they call the adapter's own instruments (``inside_info``, ``inside_read``,
+``inside_patch``, ``inside_attribution``), which every model family implements on itself; a
+model without one refuses with ``MissingInstrument`` naming the model and the instrument.
 
-Conventions every bridge must keep (the probes' known-answer tests rely on them):
+Conventions every model keeps (the probes' known-answer tests rely on them):
 
-- *layer* in hidden states, the logit lens and patching is a residual-stream index:
-  0 = the input embeddings (after the audio projector has been merged in), ``l + 1`` = the
-  output of decoder block ``l``, ``n_layers`` = the output of the last block *before* the final
-  norm. Attention rows use the block index ``0 .. n_layers - 1`` (block ``l`` reads residual ``l``).
+- *layer* is a residual-stream index: 0 = the input embeddings (the audio merged in), ``i`` =
+  the input of block ``i``, ``n_layers`` = the output of the last block *before* the final
+  norm. Attention rows use the block index ``0 .. n_layers - 1`` (block ``i`` reads residual ``i``).
 - *spans* are token positions of the sequence the model saw, as a half-open ``(start, end)`` pair
   or an array of positions (a prompt split by the audio is not contiguous); they do not overlap.
   Positions no span covers (chat-template tokens, BOS) are reported as ``other`` by the probes,
@@ -22,6 +18,10 @@ Conventions every bridge must keep (the probes' known-answer tests rely on them)
 - the *answer position* is the position whose next-token distribution gives the label (the
   last prompt token in closed-set scoring).
 - label scores are over ``labels`` in that order; the probes apply ``softmax`` themselves.
+
+Examples come from the runner (``RunContext.example``): built once per work item, with the
+condition's interventions fitted once on the manifest, so an inside probe runs under any
+condition a prediction probe can.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -39,101 +39,13 @@ if TYPE_CHECKING:
     from probes.data.manifest import Manifest
     from probes.probe import RunContext, WorkItem
 
-VOICE_SPANS = ("audio", "acoustic")   # spans that carry the voice; every other span is "text"
+from probes.adapter import VOICE_SPANS  # noqa: E402  (spans that carry the voice; the rest is "text")
 LABEL_COLUMNS = ("acoustic_label", "semantic_label", "congruent", "speaker", "sentence_id", "split", "corpus")
 
 
-# ---------------------------------------------------------------------------------- protocol
-@dataclass(frozen=True)
-class InsideInfo:
-    """What a model can show. Probes check ``supports`` before they start."""
-
-    n_layers: int                         # decoder blocks (residual indices run 0 .. n_layers)
-    n_heads: int                          # attention heads per block (FAS: learnable queries)
-    pools: tuple[str, ...]                # pooled readouts it can give ("audio-mean", "last", "fused" ...)
-    spans: tuple[str, ...]                # span names it reports ("audio", "prompt", "cues", "answer" ...)
-    supports: frozenset[str]              # of "attention", "hidden", "lens", "patch", "attribution"
-    why_not: dict[str, str] = field(default_factory=dict)  # capability -> reason it is missing
-
-
-@dataclass
-class Readout:
-    """One utterance seen from inside. Only what was asked for is filled."""
-
-    utt_id: str
-    spans: dict[str, Any]                         # name -> (start, end) or an array of positions
-    seq_len: int                                  # tokens the model saw
-    answer_pos: int                               # position whose logits give the label
-    attention: np.ndarray | None = None           # [n_layers, n_heads, seq_len] from the answer position
-    pooled: dict[str, np.ndarray] = field(default_factory=dict)  # pool -> [n_layers + 1, dim]
-    lens: np.ndarray | None = None                # [n_layers + 1, n_labels] label logits per residual
-    final: np.ndarray | None = None               # [n_labels] the model's own label logits (always filled)
-
-
-@dataclass
-class AttributionInputs:
-    """A differentiable view of one utterance for captum.
-
-    ``forward(*inputs)`` -> label scores ``[batch, n_labels]``; ``inputs`` and ``baselines`` are
-    tensors with a leading batch dim of 1 (ALM: the merged input embeddings ``[1, seq, dim]``;
-    FAS: the two feature streams). ``spans`` maps a span name to ``(input index, positions)``
-    along dim 1 of that input (positions as in ``Readout.spans``).
-    """
-
-    inputs: tuple[Any, ...]
-    baselines: tuple[Any, ...]
-    forward: Callable[..., Any]
-    spans: dict[str, tuple[int, Any]]
-
-
-@runtime_checkable
-class Inspectable(Protocol):
-    labels: tuple[str, ...]
-
-    def inside_info(self) -> InsideInfo: ...
-
-    def inside_read(self, examples: Sequence["Example"], *, attention: bool = False,
-                    pools: Sequence[str] = (), lens: bool = False) -> list[Readout]: ...
-
-    def inside_patch(self, target: "Example", source: "Example", *, span: str,
-                     layers: Sequence[int]) -> np.ndarray:
-        """Label scores [len(layers), n_labels] of ``target`` with ``span``'s residual at each
-        layer replaced by ``source``'s (one layer at a time).
-
-        A voice span (``VOICE_SPANS``) whose length differs between the two utterances (two
-        recordings never last equally long) is aligned along time: target position ``j`` takes
-        the source position nearest to the same fraction of the span,
-        ``floor((j + 1/2) * n_source / n_target)`` (``probes.models._alm.time_align``); equal
-        lengths give the identity, so an utterance patched into itself is unchanged. Other spans
-        must have equal length (else ValueError)."""
-        ...
-
-    def inside_attribution(self, example: "Example") -> AttributionInputs: ...
-
-
-# Bridges: (test on the adapter, factory). Filled as model families gain instrumentation.
-BRIDGES: list[tuple[Callable[[Any], bool], Callable[[Any], Inspectable]]] = []
-
-
-def inspectable(model: "Adapter") -> Inspectable:
-    """The model as an Inspectable, or a NotImplementedError that says what is missing."""
-    if isinstance(model, Inspectable):
-        return model
-    for test, make in BRIDGES:
-        if test(model):
-            return make(model)
-    raise NotImplementedError(
-        f"model {getattr(model, 'name', type(model).__name__)!r} exposes no internals to the inside probes: "
-        "it needs the Inspectable methods (probes/library/_inside.py) or a bridge onto its instrumentation."
-    )
-
-
-def require(model: Inspectable, capability: str, probe: str) -> InsideInfo:
-    info = model.inside_info()
-    if capability not in info.supports:
-        why = info.why_not.get(capability, "the model does not expose it")
-        raise NotImplementedError(f"{probe}: {getattr(model, 'name', '?')} cannot give {capability}: {why}")
-    return info
+# The contract (InsideInfo, Readout, AttributionInputs, the instrument methods, ``require``)
+# lives in probes/adapter.py; re-exported here for the probes and older imports.
+from probes.adapter import AttributionInputs, InsideInfo, Readout, require  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------- examples
@@ -169,7 +81,7 @@ def read_rows(model: "Adapter", data: "Manifest", items: Sequence["WorkItem"], c
     Yields (item, rows) or (item, Exception): a bad file or a failing batch becomes error rows for
     exactly the units it touched, never the end of the run.
     """
-    m = inspectable(model)
+    m = model
     pairs = list(make_examples(model, data, items, ctx, template))
     for it, e in pairs:
         if isinstance(e, Exception):
@@ -394,8 +306,7 @@ def execute_features(probe, model: "Adapter", data: "Manifest", items: Sequence[
     Each unit's arrays go to ``features/units/<hash>.safetensors`` (pool -> [layers + 1, dim])
     before its row is written, so a resumed run never has a row without its file.
     """
-    m = inspectable(model)
-    info = require(m, "hidden", probe.name)
+    info = require(model, "hidden", probe.name)
     pools = tuple(pools) or info.pools
     missing = [p for p in pools if p not in info.pools]
     if missing:
@@ -412,214 +323,3 @@ def execute_features(probe, model: "Adapter", data: "Manifest", items: Sequence[
                  "features": rel, "pools": list(pools), "shapes": shapes}]
 
     yield from read_rows(model, data, items, ctx, template, to_rows, pools=pools)
-
-
-# ---------------------------------------------------------------------------------- bridges
-class ALMBridge:
-    """The protocol on ``probes.models._alm.ALMAdapter`` (every ALM family), through its own
-    instrumentation: ``hidden_states``, ``attention`` (eager, nnsight), ``patch``, ``unembed``,
-    ``encode`` / ``forward_embeds`` (captum). Layer names map as residual 0 = ``"input"`` and
-    residual ``l + 1`` = block ``l``'s output.
-
-    Label scores are the answer position's logits of each label's *first* token: what the lens
-    and patching can read from one position. Two labels sharing a first token would tie; the
-    bridge refuses that case rather than report it.
-    """
-
-    def __init__(self, alm):
-        self.alm = alm
-        self.name = alm.name
-        self.labels = tuple(alm.labels)
-        first = [t[0] for t in alm.label_tokens()]
-        if len(set(first)) != len(first):
-            raise NotImplementedError(f"{alm.name}: two labels share their first token, so one answer position "
-                                      "cannot tell them apart (lens / patching would tie them)")
-        self._first = first
-
-    def inside_info(self) -> InsideInfo:
-        cfg = self.alm.module("decoder").config
-        return InsideInfo(n_layers=self.alm.n_layers, n_heads=int(getattr(cfg, "num_attention_heads", 0) or 0),
-                          pools=("audio-mean", "prompt-mean", "last"),
-                          spans=("audio", "prompt", "cues", "transcript", "answer"),
-                          supports=frozenset({"attention", "hidden", "lens", "patch", "attribution"}))
-
-    @staticmethod
-    def _spans(sp: dict) -> dict[str, np.ndarray]:
-        # the adapter's "prompt" is every non-audio, non-slot position, the answer position
-        # included; the probes want a partition, so the answer is taken out of the prompt
-        ans = set(np.asarray(sp["answer"]).tolist())
-        out = {k: np.asarray(v, dtype=int) for k, v in sp.items() if len(v)}
-        out["prompt"] = np.array([p for p in out.get("prompt", []) if p not in ans], dtype=int)
-        return out
-
-    def _scores(self, logits):  # [..., vocab] -> [..., n_labels]
-        return logits[..., self._first]
-
-    def inside_read(self, examples, *, attention=False, pools=(), lens=False):
-        import torch
-
-        alm = self.alm
-        batch = alm.encode(examples)
-        with torch.no_grad():
-            final = self._scores(alm.answer_logits(examples)).float().numpy()              # [b, n_labels]
-        reads = [Readout(utt_id=ex.utt_id, spans=self._spans(sp), seq_len=n, answer_pos=n - 1, final=final[i])
-                 for i, (ex, sp, n) in enumerate(zip(examples, batch.spans, batch.lengths))]
-        if attention:
-            att = alm.attention(examples)
-            for i, r in enumerate(reads):
-                r.attention = att["weights"][i, :, :, : r.seq_len].numpy()                  # [L, H, seq]
-        span_of = {"audio-mean": "audio", "prompt-mean": "prompt", "last": "answer"}
-        want = {span_of[p] for p in pools} | ({"answer"} if lens else set())
-        if want:
-            hs = alm.hidden_states(examples, spans=sorted(want), pool="mean")               # span -> [b, L + 1, d]
-            for p in pools:
-                for i, r in enumerate(reads):
-                    r.pooled[p] = hs[span_of[p]][i].numpy()
-            if lens:
-                with torch.no_grad():
-                    lg = self._scores(alm.unembed(hs["answer"].to(alm.device, alm.dtype), normed=False))
-                for i, r in enumerate(reads):
-                    r.lens = lg[i].float().numpy()                                          # [L + 1, n_labels]
-        return reads
-
-    def inside_patch(self, target, source, *, span, layers):
-        if span == "all":
-            raise NotImplementedError("ALM adapters patch named spans; 'all' is not one of them")
-        out = []
-        for l in layers:
-            name = "input" if l == 0 else l - 1
-            # the audio spans of two recordings differ in length: aligned along time (see Inspectable)
-            out.append(self._scores(self.alm.patch([target], [source], name, span, align="time"))[0].float().numpy())
-        return np.stack(out)                                                                # [len(layers), n_labels]
-
-    def inside_attribution(self, ex) -> AttributionInputs:
-        import torch
-
-        from probes.models._alm import Batch
-
-        alm = self.alm
-        b = alm.encode([ex])
-        spans = self._spans(b.spans[0])
-        # baseline: every content position (audio, prompt words, cue / transcript tokens) holds
-        # the pad token's embedding -- "hears nothing, reads padding" -- while the answer
-        # position keeps its token so the label is still asked for. An all-zero baseline would
-        # sit on RMSNorm's singular point, where the path integral is badly conditioned.
-        pad = alm._embed_ids([alm.tokenizer.pad_token_id or 0])[0].detach()                # [d]
-        base = b.embeds.detach().clone()
-        for name, pos in spans.items():
-            if name != "answer":
-                base[0, torch.as_tensor(pos)] = pad.to(base.dtype)
-
-        def forward(x):                                                                     # [n, seq, d] -> [n, n_labels]
-            n = x.shape[0]
-            bb = Batch(x, b.mask.expand(n, -1), b.ids.expand(n, -1), b.spans * n, b.lengths * n, b.utt_ids * n)
-            return self._scores(alm.forward_embeds(x, bb)).float()
-
-        return AttributionInputs(inputs=(b.embeds.detach().float(),), baselines=(base.float(),),
-                                 forward=lambda x: forward(x.to(alm.dtype)),
-                                 spans={k: (0, v) for k, v in spans.items() if k != "answer"})
-
-
-class FASBridge:
-    """The protocol on the FAS adapter (``fas.adapter.FASAdapter``, every arm).
-
-    FAS has no decoder stack: its one "layer" (residual 0) is the fused representation, its
-    attention is the learnable queries' cross-attention over the kept tokens (heads = queries,
-    spans ``acoustic`` = the k_aco kept acoustic tokens, ``semantic`` = the k_sem semantic
-    ones), patching swaps a whole input stream, and attribution is over the two raw streams
-    from their training means (as ``fas.instrument`` does). It has no logit lens.
-    """
-
-    def __init__(self, fas):
-        self.fas = fas
-        self.name = fas.name
-        self.labels = tuple(fas.labels)
-        self.cfg = fas.model.cfg
-
-    def inside_info(self) -> InsideInfo:
-        cfg = self.cfg
-        queries = cfg.fusion == "queries" and cfg.streams == "both"
-        sup = {"hidden", "patch"} | ({"attention"} if queries else set()) | ({"attribution"} if cfg.streams == "both" else set())
-        pools = ("fused",) + (("acoustic-mean", "semantic-mean") if cfg.streams == "both" else ())
-        return InsideInfo(n_layers=0, n_heads=cfg.n_queries if queries else 0, pools=pools,
-                          spans=("acoustic", "semantic") if cfg.streams == "both" else (cfg.streams,),
-                          supports=frozenset(sup),
-                          why_not={"lens": "FAS has no residual stream read by an unembedding (its head reads the fused embedding)",
-                                   "attention": "this arm has no learnable queries",
-                                   "attribution": "single-stream arm: there is nothing to split"})
-
-    def _batch(self, examples):
-        # FASAdapter builds its streams inside predict; these are the same steps (features from the
-        # cache, per-speaker eGeMAPS normalisation, padding)
-        from fas.train import collate
-
-        fas = self.fas
-        aco, _ = fas._normalise(examples, [fas._features("acoustic", ex) for ex in examples])
-        sem = [fas._features("semantic", ex) for ex in examples]
-        return collate(aco, sem), aco, sem
-
-    def _spans(self) -> dict[str, tuple[int, int]]:
-        c = self.cfg
-        if c.fusion == "queries" and c.streams == "both":
-            return {"acoustic": (0, c.k_aco), "semantic": (c.k_aco, c.k_aco + c.k_sem)}
-        return {"acoustic": (0, 1), "semantic": (1, 2)}  # nominal: one slot per stream
-
-    def inside_read(self, examples, *, attention=False, pools=(), lens=False):
-        import torch
-
-        from fas.model import _lengths_mask, masked_mean
-
-        batch, _, _ = self._batch(examples)
-        m = self.fas.model.eval()
-        with torch.no_grad():
-            out = m(**batch)
-            means = {}
-            if any(p != "fused" for p in pools):
-                for which, key in (("aco", "acoustic-mean"), ("sem", "semantic-mean")):
-                    f, n = m._stream(batch[which], batch[f"{which}_len"], which)            # [b, T', d]
-                    means[key] = masked_mean(f, _lengths_mask(n, f.shape[1]))             # [b, d]
-        spans = self._spans()
-        L = max(b for _, b in spans.values())
-        reads = []
-        for i, ex in enumerate(examples):
-            r = Readout(utt_id=ex.utt_id, spans=spans, seq_len=L, answer_pos=L - 1, final=out.logits[i].numpy())
-            if attention:
-                r.attention = out.attn[i][None].numpy()                                     # [1, n_q, L]
-            for p in pools:
-                r.pooled[p] = (out.fused[i] if p == "fused" else means[p][i]).numpy()[None]  # [1, d]
-            reads.append(r)
-        return reads
-
-    def inside_patch(self, target, source, *, span, layers):
-        import torch
-
-        from fas.train import collate
-
-        if list(layers) != [0]:
-            raise ValueError("FAS patches its input streams only (layer 0)")
-        _, (at,), (st,) = self._batch([target])
-        _, (as_,), (ss,) = self._batch([source])
-        aco, sem = {"acoustic": (as_, st), "semantic": (at, ss), "all": (as_, ss)}[span]
-        with torch.no_grad():
-            return self.fas.model.eval()(**collate([aco], [sem])).logits.numpy()            # [1, n_labels]
-
-    def inside_attribution(self, ex) -> AttributionInputs:
-        m = self.fas.model.eval()
-        batch, _, _ = self._batch([ex])
-        aco, sem = batch["aco"], batch["sem"]
-        return AttributionInputs(
-            inputs=(aco, sem),
-            baselines=(m.mean_aco.expand_as(aco).clone(), m.mean_sem.expand_as(sem).clone()),
-            forward=lambda a, s: m(a, s).logits,
-            spans={"acoustic": (0, (0, aco.shape[1])), "semantic": (1, (0, sem.shape[1]))})
-
-
-def _is_alm(model) -> bool:
-    return any(c.__module__ == "probes.models._alm" and c.__name__ == "ALMAdapter" for c in type(model).__mro__)
-
-
-def _is_fas(model) -> bool:
-    return any(c.__module__ == "fas.adapter" and c.__name__ == "FASAdapter" for c in type(model).__mro__)
-
-
-BRIDGES += [(_is_alm, ALMBridge), (_is_fas, FASBridge)]

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probes.library._inside import inspectable, label_columns, make_examples, positions, require, softmax
+from probes.library._inside import label_columns, make_examples, positions, require, softmax
 from probes.probe import Probe, WorkItem
 from probes.registry import PROBES
 
@@ -58,7 +58,6 @@ from probes.registry import PROBES
 class ActivationPatching(Probe):
     """Patch a span's residual from a same-words, other-voice utterance at each layer; a layer x span map."""
 
-    name = "activation-patching"
     kind = "inside"
     spans: tuple = field(default=(), metadata={"help": "spans to patch, or 'all' (every position); default: every span the model names"})
     max_sources: int = field(default=1, metadata={"help": "partners per target (same sentence, other voice label), drawn with the seed"})
@@ -86,7 +85,7 @@ class ActivationPatching(Probe):
         return items
 
     def execute(self, model, data, items, ctx):
-        m = inspectable(model)
+        m = model
         info = require(m, "patch", self.name)
         labels = tuple(m.labels)
         layers = list(range(info.n_layers + 1))

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probes.library._inside import inspectable, label_columns, read_rows, require, span_mass, with_other
+from probes.library._inside import label_columns, read_rows, require, span_mass, with_other
 from probes.probe import Probe, WorkItem
 from probes.registry import PROBES
 
@@ -42,7 +42,6 @@ from probes.registry import PROBES
 class AttentionShare(Probe):
     """Attention mass of the answer position on the audio vs the text spans, per layer and head."""
 
-    name = "attention-share"
     kind = "inside"
     template: str = field(default="plain", metadata={"help": "prompt template (interventions/prompts)"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for the congruent/conflict difference"})
@@ -51,7 +50,7 @@ class AttentionShare(Probe):
         return [WorkItem(u, "none") for u in data.df["utt_id"]]
 
     def execute(self, model, data, items, ctx):
-        m = inspectable(model)
+        m = model
         require(m, "attention", self.name)
         yield from read_rows(model, data, items, ctx, self.template,
                              lambda it, ex, r: rows_for(r, ex.row, it.condition), attention=True)

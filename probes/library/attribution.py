@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probes.library._inside import VOICE_SPANS, inspectable, label_columns, make_examples, positions, require
+from probes.library._inside import VOICE_SPANS, label_columns, make_examples, positions, require
 from probes.probe import Probe, WorkItem
 from probes.registry import PROBES
 
@@ -40,7 +40,6 @@ from probes.registry import PROBES
 class Attribution(Probe):
     """Integrated gradients and span ablation at the input embeddings: audio share vs text share."""
 
-    name = "attribution"
     kind = "inside"
     target: str = field(default="pred", metadata={"help": "label to attribute: pred | acoustic | semantic"})
     methods: tuple = field(default=("ig", "ablation"), metadata={"help": "ig and/or ablation"})
@@ -54,7 +53,7 @@ class Attribution(Probe):
         return [WorkItem(u, "none") for u in data.df["utt_id"]]
 
     def execute(self, model, data, items, ctx):
-        m = inspectable(model)
+        m = model
         require(m, "attribution", self.name)
         for it, ex in make_examples(model, data, items, ctx, self.template):
             if isinstance(ex, Exception):

@@ -38,7 +38,6 @@ from probes.registry import PROBES
 class Embeddings(Probe):
     """Pooled representations per layer saved to the run folder, with a cached UMAP of chosen layers."""
 
-    name = "embeddings"
     kind = "inside"
     pools: tuple = field(default=(), metadata={"help": "pooled readouts (default: all the model offers)"})
     umap_layers: tuple = field(default=("middle", "last"), metadata={"help": "layers to map: ints, 'first', 'middle', 'last' or 'all'"})

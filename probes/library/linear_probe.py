@@ -43,7 +43,6 @@ TARGETS = ("acoustic", "semantic", "control")
 class LinearProbe(Probe):
     """Per-layer logistic-regression probes for the voice's and the words' label, with a control task."""
 
-    name = "linear-probe"
     kind = "inside"
     pools: tuple = field(default=(), metadata={"help": "pooled readouts, e.g. [\"audio-mean\",\"last\"] (default: all the model offers)"})
     folds: int = field(default=3, metadata={"help": "speaker folds x sentence folds (k x k fits per layer)"})

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probes.library._inside import inspectable, label_columns, read_rows, require, softmax
+from probes.library._inside import label_columns, read_rows, require, softmax
 from probes.probe import Probe, WorkItem
 from probes.registry import PROBES
 
@@ -40,7 +40,6 @@ from probes.registry import PROBES
 class LogitLens(Probe):
     """The label distribution read from each layer's residual at the answer position."""
 
-    name = "logit-lens"
     kind = "inside"
     template: str = field(default="plain", metadata={"help": "prompt template"})
 
@@ -48,7 +47,7 @@ class LogitLens(Probe):
         return [WorkItem(u, "none") for u in data.df["utt_id"]]
 
     def execute(self, model, data, items, ctx):
-        m = inspectable(model)
+        m = model
         require(m, "lens", self.name)
         labels = tuple(m.labels)
         yield from read_rows(model, data, items, ctx, self.template,

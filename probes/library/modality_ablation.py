@@ -42,7 +42,6 @@ from probes.registry import INTERVENTIONS, PROBES
 class ModalityAblation(PredictionProbe):
     """Audio silenced / noised / low-passed / ablated, transcript added / swapped: follows voice or text?"""
 
-    name = "modality-ablation"
     snr_db: float = field(default=0.0, metadata={"help": "SNR of the noise condition in dB"})
     cutoff_hz: float = field(default=400.0, metadata={"help": "low-pass cut-off in Hz"})
     ablate_mode: str = field(default="zero", metadata={"help": "audio-span ablation: zero | mean"})
@@ -55,7 +54,7 @@ class ModalityAblation(PredictionProbe):
             "audio-silenced": [iv["audio-silence"]()],
             "audio-noised": [iv["audio-noise"](snr_db=self.snr_db)],
             "audio-lowpassed": [iv["audio-lowpass"](cutoff_hz=self.cutoff_hz)],
-            "audio-ablated": [iv["ablate-span"](span="audio", layer="input", mode=self.ablate_mode)],
+            "audio-ablated": [iv["ablate-span"](span="audio", layer=0, mode=self.ablate_mode)],
             "transcript": [iv["transcript"]()],
             "transcript-swapped": [iv["transcript-swap"]()],
         }
@@ -72,7 +71,7 @@ def voice_text_summary(run_dir: Path, ref: str = "none") -> dict:
     """Scores against the semantic label, and voice / text changes against ``ref`` (see module docstring)."""
     import numpy as np
 
-    from probes.metrics import accuracy, mcnemar, normalize_pred, uar
+    from probes.metrics import accuracy, compare_conditions, normalize_pred, uar
     from probes.store import read_rows
 
     df = read_rows(run_dir)
@@ -87,24 +86,5 @@ def voice_text_summary(run_dir: Path, ref: str = "none") -> dict:
         semantic[c] = {"n": int(len(s)),
                        "accuracy": accuracy(s["semantic_label"].tolist(), s["pred_c"].tolist()) if len(s) else None,
                        "uar": uar(s["semantic_label"].tolist(), s["pred_c"].tolist()) if len(s) else None}
-    compare = {}
-    by = {c: g.set_index("utt_id") for c, g in df.groupby("condition", sort=True)}
-    if ref in by:
-        r = by[ref]
-        for c, g in by.items():
-            if c == ref:
-                continue
-            common = r.index.intersection(g.index)
-            a, b = r.loc[common], g.loc[common]
-            conflict = (a["semantic_label"] != "") & (a["semantic_label"] != a["acoustic_label"])
-            ac, bc = a[conflict], b[conflict]
-            entry = {"n": int(len(common)), "n_conflict": int(conflict.sum())}
-            if len(ac):
-                entry["delta_follows_voice"] = float(np.mean(bc["pred_c"] == bc["acoustic_label"]) - np.mean(ac["pred_c"] == ac["acoustic_label"]))
-                entry["delta_follows_text"] = float(np.mean(bc["pred_c"] == bc["semantic_label"]) - np.mean(ac["pred_c"] == ac["semantic_label"]))
-            entry["mcnemar_voice"] = mcnemar((a["pred_c"] == a["acoustic_label"]).to_numpy(), (b["pred_c"] == b["acoustic_label"]).to_numpy())
-            has_sem = a["semantic_label"] != ""
-            entry["mcnemar_text"] = mcnemar((a["pred_c"] == a["semantic_label"])[has_sem].to_numpy(),
-                                            (b["pred_c"] == b["semantic_label"])[has_sem].to_numpy())
-            compare[c] = entry
+    compare = compare_conditions(df, (ref,)).get(ref, {})  # paired deltas + McNemar (probes.metrics)
     return {"semantic": semantic, "compare": compare}

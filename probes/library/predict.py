@@ -18,4 +18,3 @@ from probes.registry import PROBES
 class Predict(PredictionProbe):
     """Each utterance once, no intervention: the plain prediction of a model."""
 
-    name = "predict"

@@ -7,10 +7,11 @@ Chosen for emotion work because its training mix includes emotion data (IEMOCAP,
 paralinguistic sets in AudioSkills) and its paper reports speech-emotion results.
 
 Measures what ``probes.models._alm`` measures. Prompt: Qwen2.5's chat turns with the sound
-placeholder first in the user turn, as the model's own demo writes it (``<sound>\\n{question}``)::
+placeholder first in the user turn and the question right after it, NO newline (the processor
+chat template of nvidia/audio-flamingo-3-hf, probes/models/configs/audio-flamingo-3.json)::
 
     <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n
-    <sound>x n\\n{question}<|im_end|>\\n<|im_start|>assistant\\n
+    <sound>x n{question}<|im_end|>\\n<|im_start|>assistant\\n
 
 Footguns met: the audio is cut into 30 s windows (at most 20, i.e. 10 minutes), each padded;
 the number of ``<sound>`` tokens counts only the real frames of all windows (the feature mask,
@@ -35,22 +36,12 @@ _SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<sound>")
 class AudioFlamingo3(ALMAdapter):
     """Audio Flamingo 3 (NVIDIA): AF-Whisper encoder, 2-layer MLP projector, Qwen2.5-7B decoder."""
 
-    name = "audio-flamingo-3"
     hub_id = "nvidia/audio-flamingo-3-hf"
     hub_ids = ("nvidia/audio-flamingo-3-hf",)
     audio_token = "<sound>"
     single_window = False  # cuts the audio into windows itself
     stop_tokens = ("<|im_end|>", "<|endoftext|>")
     max_seconds = 600.0
-    paths = {
-        "decoder": "model.language_model",
-        "decoder.blocks": "model.language_model.layers",
-        "decoder.attn": "self_attn",
-        "decoder.norm": "model.language_model.norm",
-        "unembed": "lm_head",
-        "audio.blocks": "model.audio_tower.layers",
-        "projector": "model.multi_modal_projector",
-    }
     system = "You are a helpful assistant."
 
     @classmethod
@@ -78,7 +69,7 @@ class AudioFlamingo3(ALMAdapter):
     def chat(self, user_text: str):
         head = [("tok", "<|im_start|>"), ("text", f"system\n{self.system}"), ("tok", "<|im_end|>"), ("text", "\n"),
                 ("tok", "<|im_start|>"), ("text", "user\n")]
-        mid = [("text", "\n")]
+        mid = []  # the published processor template puts the question right after the <sound> run, no newline
         end = [("tok", "<|im_end|>"), ("text", "\n"), ("tok", "<|im_start|>"), ("text", "assistant\n")]
         return head, mid, end
 

@@ -34,7 +34,6 @@ class _Oracle(Adapter):
 class TextOracle(_Oracle):
     """Answers the semantic label (what the words carry): text-dominance 1.0 by construction."""
 
-    name = "text-oracle"
     column = "semantic_label"
 
 
@@ -42,7 +41,6 @@ class TextOracle(_Oracle):
 class VoiceOracle(_Oracle):
     """Answers the acoustic label (what the voice carries): text-dominance 0.0 by construction."""
 
-    name = "voice-oracle"
     column = "acoustic_label"
 
 
@@ -50,7 +48,6 @@ class VoiceOracle(_Oracle):
 class Dummy(Adapter):
     """Answers a label drawn from a hash of the utterance id and condition: chance level, no weights."""
 
-    name = "dummy"
     weights = "oracle"
     needs_audio = False
 

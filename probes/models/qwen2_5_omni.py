@@ -84,20 +84,11 @@ class _QwenOmniThinker(ALMAdapter):
 class Qwen25Omni(_QwenOmniThinker):
     """Qwen2.5-Omni thinker (7B / 3B): Whisper-style encoder with projection, Qwen2.5 decoder, 3-D RoPE."""
 
-    name = "qwen2.5-omni"
     hub_id = "Qwen/Qwen2.5-Omni-7B"
     hub_ids = ("Qwen/Qwen2.5-Omni-7B", "Qwen/Qwen2.5-Omni-3B")
     audio_token = "<|AUDIO|>"
     full_class = "Qwen2_5OmniForConditionalGeneration"
-    paths = {
-        "decoder": "model.language_model",
-        "decoder.blocks": "model.language_model.layers",
-        "decoder.attn": "self_attn",
-        "decoder.norm": "model.language_model.norm",
-        "unembed": "lm_head",
-        "audio.blocks": "model.audio_tower.layers",
-        "projector": "model.audio_tower.proj",
-    }
+    paths_override = {"projector": "model.audio_tower.proj"}
 
     @classmethod
     def build_tiny(cls):

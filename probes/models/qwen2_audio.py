@@ -37,20 +37,10 @@ _SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audi
 class Qwen2Audio(ALMAdapter):
     """Qwen2-Audio-7B(-Instruct): Whisper encoder, avg-pool, linear projector, Qwen decoder."""
 
-    name = "qwen2-audio"
     hub_id = "Qwen/Qwen2-Audio-7B-Instruct"
     hub_ids = ("Qwen/Qwen2-Audio-7B-Instruct", "Qwen/Qwen2-Audio-7B")
     audio_token = "<|AUDIO|>"
     stop_tokens = ("<|im_end|>", "<|endoftext|>")
-    paths = {
-        "decoder": "model.language_model",
-        "decoder.blocks": "model.language_model.layers",
-        "decoder.attn": "self_attn",
-        "decoder.norm": "model.language_model.norm",
-        "unembed": "lm_head",
-        "audio.blocks": "model.audio_tower.layers",
-        "projector": "model.multi_modal_projector",
-    }
     system = "You are a helpful assistant."
     instruct = True
 

@@ -36,7 +36,6 @@ _SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_pad|>", "<|
 class Qwen3Omni(_QwenOmniThinker):
     """Qwen3-Omni-30B-A3B thinker: AuT audio encoder, MoE Qwen3 decoder (3B active), 3-D RoPE."""
 
-    name = "qwen3-omni"
     hub_id = "Qwen/Qwen3-Omni-30B-A3B-Instruct"
     hub_ids = ("Qwen/Qwen3-Omni-30B-A3B-Instruct", "Qwen/Qwen3-Omni-30B-A3B-Thinking", "Qwen/Qwen3-Omni-30B-A3B-Captioner")
     audio_token = "<|audio_pad|>"
@@ -44,15 +43,7 @@ class Qwen3Omni(_QwenOmniThinker):
     audio_end = "<|audio_end|>"
     system = ""
     full_class = "Qwen3OmniMoeForConditionalGeneration"
-    paths = {
-        "decoder": "model.language_model",
-        "decoder.blocks": "model.language_model.layers",
-        "decoder.attn": "self_attn",
-        "decoder.norm": "model.language_model.norm",
-        "unembed": "lm_head",
-        "audio.blocks": "model.audio_tower.layers",
-        "projector": "model.audio_tower.proj2",
-    }
+    paths_override = {"projector": "model.audio_tower.proj2"}
 
     def encode_audio(self, wavs):
         # one waveform at a time: in a padded batch the encoder's attention windows run over the

@@ -36,22 +36,12 @@ _SPECIALS = ("<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[AUDIO]", "[BEGIN_AUD
 class Voxtral(ALMAdapter):
     """Voxtral Mini 3B / Small 24B (Mistral): Whisper encoder, 4-frame MLP projector, Llama-style decoder."""
 
-    name = "voxtral"
     hub_id = "mistralai/Voxtral-Mini-3B-2507"
     hub_ids = ("mistralai/Voxtral-Mini-3B-2507", "mistralai/Voxtral-Small-24B-2507")
     audio_token = "[AUDIO]"
     single_window = False  # cuts the audio into windows itself
     stop_tokens = ("</s>",)
     max_seconds = 1800.0
-    paths = {
-        "decoder": "model.language_model",
-        "decoder.blocks": "model.language_model.layers",
-        "decoder.attn": "self_attn",
-        "decoder.norm": "model.language_model.norm",
-        "unembed": "lm_head",
-        "audio.blocks": "model.audio_tower.layers",
-        "projector": "model.multi_modal_projector",
-    }
 
     @classmethod
     def load(cls, path: str, kw: dict, *, answer_mode: str) -> "Voxtral":
