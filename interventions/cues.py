@@ -180,7 +180,7 @@ def cue_bank(
     else:
         fitted = CueBins.fit(ref_f, speakers=ref_spk, per_speaker=per_speaker, n_levels=n_levels, source=described,
                              scaling=scaling)
-    if len(ref_f) < MIN_REFERENCE_FILES:
+    if bins is None and len(ref_f) < MIN_REFERENCE_FILES:
         import warnings
 
         warnings.warn(f"cue bins fitted on {len(ref_f)} reference file(s) ({described}), fewer than {MIN_REFERENCE_FILES}: "
@@ -203,10 +203,14 @@ def cue_bank(
         warnings.warn(f"{data.source}: {len(in_ref)} of the {len(ids)} utterances evaluated are in the train split the cue bins "
                       f"are fitted on (rows say cue_in_reference=true); evaluate a test-split manifest, or say "
                       f"reference=train to make that choice explicit.", stacklevel=2)
+    if bins is not None:  # the levels come from saved bins; only the class profiles from the reference set
+        described = (f"bins {bins if isinstance(bins, (str, Path)) else '<object>'} fitted on "
+                     f"{fitted.fitted_on.get('source') or '?'}; class profiles from {described}")
     info = {"reference": described, "reference_kind": kind, "reference_given": reference,
             "n_reference": int(ref_ok.sum()), "per_speaker": bool(fitted.per_speaker),
             "norm": "per-speaker" if fitted.per_speaker else "global", "scaling": fitted.scaling,
             "n_levels": fitted.n_levels, "bins_file": str(bins) if isinstance(bins, (str, Path)) else None,
+            "bins_fitted_on": dict(fitted.fitted_on),  # differs from the reference when saved bins were given
             "n_evaluated_in_reference": len(in_ref & set(ids)), "n_evaluated": len(ids)}
     bank = CueBank(bins=fitted, tokens=dict(zip([u for u, k in zip(ids, ok) if k], toks)),
                    labels=dict(zip(ids, data.df["acoustic_label"])), profiles=profiles,

@@ -326,3 +326,13 @@ def test_placement_is_applied_and_recorded(data, cue_cache):
     probe = PROBES["token-aligned"](cue_placement="before")
     assert probe.config()["cue_placement"] == "before"
     assert probe.conditions()["aligned"][0].placement == "before"
+
+
+def test_saved_bins_are_recorded_as_the_source_of_the_levels(data, cue_cache, tmp_path):
+    iv = CuesAligned(reference="self", per_speaker=False, cache_dir=str(cue_cache)).fit(data)
+    path = iv._bank.bins.save(tmp_path / "bins.json")
+    again = CuesAligned(bins=str(path), reference="train", cache_dir=str(cue_cache)).fit(data)
+    info = again.describe()["fitted"]
+    assert info["reference"].startswith(f"bins {path} fitted on") and "class profiles from train split" in info["reference"]
+    assert info["bins_fitted_on"]["n"] == 12 and info["norm"] == "global" and info["bins_file"] == str(path)
+    assert again._bank.tokens == iv._bank.tokens
