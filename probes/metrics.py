@@ -588,6 +588,10 @@ def score_run(run_dir: str | Path, *, ci: bool = True, n_boot: int = 500, parse:
         return out
     if "utt_id" in df:
         df = df.sort_values(["utt_id"], kind="stable")
+    if parse == "strict" and "raw" in df:
+        # generated answers: the strict policy reads the model's own text, not the adapter's lenient parse
+        raw = df["raw"].fillna("").astype(str)
+        df = df.assign(pred=df["pred"].where(raw == "", raw))
     extra = run_extra_labels(run_dir)
     out["conditions"] = score_frame(df, group="condition" if "condition" in df else None, ci=ci, n_boot=n_boot,
                                     parse=parse, extra_labels=extra or None)

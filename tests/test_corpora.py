@@ -92,6 +92,10 @@ def test_a_run_on_emodb_offers_bored_and_says_the_text_is_neutral_by_design(tmp_
     s = metrics["conditions"]["none"]
     # every non-neutral EmoDB recording is a neutral-text item, none an emotional conflict
     assert s["n_emotional_conflict"] == 0 and s["n_neutral_text"] == s["n_conflict"] == 5
+    from probes.store import read_rows
+
+    rows = read_rows(out).set_index("utt_id")  # the type is recorded on every row
+    assert rows.loc["09b03Na", "conflict_type"] == "congruent" and rows.loc["03a01Fa", "conflict_type"] == "neutral-text"
 
 
 def test_emis(tmp_path):
