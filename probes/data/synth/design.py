@@ -2,20 +2,19 @@
 
 Everything here is pure bookkeeping (no audio), so it is cheap to test and to reason about.
 
-**Sentence bank.** ``bank.json``: 32 neutral sentences, 32 each for happy, sad and angry (16
-explicit, 16 implicit), 16 each for fear, disgust and surprise (8 explicit, 8 implicit).
+**Sentence bank.** ``bank.json``: 32 sentences for each of the seven emotions (neutral; happy,
+sad, angry, fear, disgust, surprise with 16 explicit and 16 implicit each), so a text pathway has
+about 22 training sentences per emotion and is tested on about 10 others (FINDINGS lesson 5).
 
-**Crossing (the full design, 784 items).**
-- each of the 128 sentences of the four main text emotions (neutral, happy, sad, angry) is
-  spoken with all four main voice emotions (one congruent, three conflict takes) and with one of
-  the extra voice emotions (fear, disgust, surprise, in rotation): 640 items;
-- each of the 48 sentences of the extra text emotions is spoken with its own emotion (congruent)
-  and with two of the main voice emotions (in rotation): 144 items.
-So 176 congruent and 608 conflict items (78 % conflict); every voice emotion meets every text
-emotion except the extra-by-extra conflicts (fear words in a disgusted voice...), left out to keep
-the corpus small. ``conflict_rate`` changes the mix by sampling; when it asks for more congruent items
-than the crossing has, extra congruent *takes* (the same sentence and emotion, other speakers of
-the same side) are added.
+**Crossing (the full design, 1,120 items).** Every sentence is spoken
+- congruently ``CONGRUENT_TAKES`` = 2 times (two speakers of its side): 448 congruent items, so
+  about 280 congruent items fall in the train split (a model trained on congruent items sees
+  hundreds, not one hundred);
+- in ``CONFLICT_VOICES`` = 3 other voice emotions, rotated over the six other emotions so that
+  every (text, voice) cell gets 16 items: 672 conflict items (60 %).
+Voice labels and text labels are balanced (160 each). ``conflict_rate`` changes the mix by
+sampling; when it asks for more congruent items than the crossing has, extra congruent *takes*
+(the same sentence and emotion, other speakers of the same side) are added.
 
 **Splits: speakers and sentences held out at once.** Speakers are split train / test (5 / 3,
 both sides with low and high voices) and sentences are split train / test (about 70 / 30,
@@ -43,6 +42,8 @@ TEST_SPEAKERS = ("spk02", "spk05", "spk07")  # a low male, a low female and a hi
 TEST_SENTENCE_SHARE = 0.3
 DEV_SHARE = 0.12
 EXTRA_TAKES = 2  # extra congruent takes per sentence available to conflict_rate
+CONGRUENT_TAKES = 2  # congruent takes of every sentence in the crossing
+CONFLICT_VOICES = 3  # conflict voice emotions of every sentence in the crossing
 
 
 class DesignError(ValueError):
@@ -139,17 +140,16 @@ def full_design(seed: int = 0, *, extra_takes: int = 0) -> list[Item]:
     sides = {side: [s.id for s in SPEAKERS if spk_side[s.id] == side] for side in ("train", "test")}
 
     # (sentence, voice emotion, take) triples
+    emotions = MAIN + EXTRA
     cells: list[tuple[Sentence, str, int]] = []
-    rot_main = {e: 0 for e in EXTRA}
-    for k, s in enumerate(bank):
-        if s.emotion in MAIN:
-            voices = list(MAIN) + [EXTRA[(k + seed) % len(EXTRA)]]
-        else:
-            r = rot_main[s.emotion]
-            rot_main[s.emotion] += 1
-            voices = [s.emotion, MAIN[(2 * r + seed) % 4], MAIN[(2 * r + 1 + seed) % 4]]
-        cells += [(s, v, 0) for v in voices]
-        cells += [(s, s.emotion, t) for t in range(1, extra_takes + 1)]
+    rank = {e: 0 for e in emotions}
+    for s in bank:
+        r = rank[s.emotion]
+        rank[s.emotion] += 1
+        others = [e for e in emotions if e != s.emotion]
+        conflict = [others[(CONFLICT_VOICES * r + j + seed) % len(others)] for j in range(CONFLICT_VOICES)]
+        cells += [(s, s.emotion, t) for t in range(CONGRUENT_TAKES + extra_takes)]
+        cells += [(s, v, 0) for v in conflict]
 
     # which cells cross sides (-> dev), then speakers in rotation per (side, voice emotion) so
     # every speaker gets a balanced mix of emotions (per-speaker normalisation relies on it)
