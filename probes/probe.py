@@ -196,7 +196,7 @@ def run_probe(
         "config": probe.config(),
         "model": model.describe(),
         "weights": model.weights,
-        "data": str(data.source),
+        "data": str(Path(data.source).resolve()),  # absolute: readers resolve it from anywhere
         "data_sha256": data.sha256(),
         "n_utterances": len(data),
         "seed": seed,
