@@ -1,5 +1,7 @@
 """probes/report.py and the ``probe report`` / ``probe figures`` commands, checked structurally
-(html.parser, no browser): values from metrics.json, embedded images and audio, banners, escaping."""
+(html.parser, no browser): values from metrics.json, embedded images, audio loaded on demand,
+banners, escaping, the many-arm FAS experiment layout, plain words for metric keys.
+Layout in a real browser: tests/test_browser.py."""
 
 from __future__ import annotations
 
@@ -165,24 +167,83 @@ def test_hostile_text_is_escaped(page):
 def test_conflict_browser_rows_and_audio(page, oracle_run):
     import soundfile as sf
 
-    _, _, p = page
+    out, text, p = page
     rows = [a for t, a in p.tags if t == "tr" and "data-out" in a]
     assert len(rows) == 4  # the tiny design has four conflict items
     assert all(a["data-out"] == "text" for a in rows)  # the text-oracle follows the words
-    audios = [a["src"] for a in p.all("audio")]
-    assert len(audios) == 4 and all(s.startswith("data:audio/wav;base64,") for s in audios)
-    wav, sr = sf.read(io.BytesIO(base64.b64decode(audios[0].split(",", 1)[1])))
-    assert sr == 16_000 and len(wav) == 16_000
+    # audio is loaded on demand from a path relative to the page, never inlined
+    assert "data:audio" not in text and not p.all("audio")
+    srcs = [a["data-src"] for a in p.all("button") if "play" in a.get("class", "")]
+    assert len(srcs) == 4
+    for s in srcs:
+        assert not Path(s).is_absolute()
+        wav, sr = sf.read(out.parent / s)
+        assert sr == 16_000 and len(wav) == 16_000
 
 
-def test_audio_over_the_cap_is_linked(oracle_run, tmp_path):
-    out = write_report(oracle_run, tmp_path / "elsewhere" / "page.html", figures=False, audio_total_cap=0)
+def test_audio_paths_resolve_from_a_page_elsewhere(oracle_run, tmp_path):
+    out = write_report(oracle_run, tmp_path / "elsewhere" / "page.html", figures=False)
     p = Page(out.read_text())
-    srcs = [a["src"] for a in p.all("audio")]
-    assert len(srcs) == 4 and not any(s.startswith("data:") for s in srcs)
+    srcs = [a["data-src"] for a in p.all("button") if "play" in a.get("class", "")]
+    assert len(srcs) == 4
     for s in srcs:  # relative to the page, and pointing at the real file
         assert not Path(s).is_absolute()
         assert (out.parent / s).resolve().exists()
+
+
+def test_report_size_does_not_grow_with_audio(tmp_path):
+    """A report of many items stays small: per item a table row, not its audio (was 16-18 MB for the demo)."""
+    from tests.fixtures.core import make_tiny_manifest
+    from tests.fixtures.reports import write_predict_run
+
+    sizes = {}
+    for copies in (1, 8):
+        m = make_tiny_manifest(tmp_path / f"d{copies}", seconds=3.0)
+        df = pd.read_csv(m, dtype=str, keep_default_na=False)
+        big = pd.concat([df.assign(utt_id=df["utt_id"] + f"-{i}") for i in range(copies)], ignore_index=True)
+        big.to_csv(m, index=False)
+        run = write_predict_run(m, tmp_path / f"run{copies}")
+        sizes[copies] = write_report(run, figures=False).stat().st_size
+    wav_bytes = 3 * 16_000 * 2
+    per_item = (sizes[8] - sizes[1]) / (4 * 7)  # 4 conflict items per copy
+    assert per_item < 2_000 < wav_bytes, sizes
+
+
+def test_fas_experiment_layout(tmp_path, tiny_manifest):
+    """Many arms x conflict mixes: one row per arm with a column group per mix, arms in the config's
+    order, one accuracy column when every item is a conflict item, arms as a table, one mix at a time."""
+    from tests.fixtures.reports import FAS_ARMS, write_fas_experiment_run
+
+    run = write_fas_experiment_run(tiny_manifest, tmp_path / "fas")
+    text = write_report(run, figures=False).read_text()
+    p = Page(text)
+    joined = " ".join(p.text)
+    assert "accuracy = follows voice" in joined and "Every scored item is a conflict item" in joined
+    pivot = text[text.index("class='grid headline pivot'"):]
+    pivot = pivot[:pivot.index("</table>")]
+    pos = [pivot.index(f"<th>{a}</th>") for a in FAS_ARMS]
+    assert pos == sorted(pos)  # the config's order, not alphabetical
+    assert pivot.count("conflict in training") == 3
+    assert "[&quot;acoustic-only&quot;" not in text and '["acoustic-only"' not in text  # arms not raw JSON
+    assert "labels" in joined and "angry, happy, neutral, sad" in joined  # labels from the rows, not "-"
+    heads = [a for t, a in p.tags if t == "th" and "data-g" in a]
+    assert len(heads) == 33 and sum("hidden" not in a for a in heads) == 11
+    # the audio column first in the conflict-item table
+    browse = text[text.index("id='browse'"):]
+    assert browse.index("<th>audio</th>") < browse.index("<th>utterance</th>")
+
+
+def test_compare_table_in_plain_words(tmp_path, oracle_run):
+    run = _copy(oracle_run, tmp_path / "run")
+    m = json.loads((run / "metrics.json").read_text())
+    m["compare"] = {"none": {"shuffled": {"n": 10, "delta_uar": -0.1, "delta_accuracy": -0.2, "delta_macro_f1": -0.1,
+                                          "mcnemar": {"b": 3, "c": 1, "statistic": 1.0, "p_value": 0.625, "method": "exact"}}}}
+    (run / "metrics.json").write_text(json.dumps(m))
+    p = Page(write_report(run, figures=False).read_text())
+    joined = " ".join(p.text)
+    assert "mcnemar.b" not in joined and "shuffled.mcnemar" not in joined and "delta_uar" not in joined
+    for words in ("right under the reference only", "McNemar p", "Δ UAR", "against the reference"):
+        assert words in joined
 
 
 def test_errors_and_unknown_metrics_are_shown(oracle_run, tmp_path):
@@ -200,7 +261,7 @@ def test_errors_and_unknown_metrics_are_shown(oracle_run, tmp_path):
     assert "AudioError: truncated file" in joined
     # a metric no code knows: one table with its value, interval and nested key
     assert "my_new_probe" in joined and "0.123" in joined and "[0.100, 0.200]" in joined
-    assert "mcnemar.p_value" in joined and "0.043" in joined
+    assert "McNemar p" in joined and "0.043" in joined
 
 
 def test_report_of_a_non_prediction_run(tmp_path):
