@@ -33,6 +33,10 @@ class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
+# user errors of modules loaded lazily (their classes are known by name so that no import is needed)
+USER_ERRORS = {"ModelLoadError", "ModelPathError", "CueError", "MissingInstrument", "SynthError"}
+
+
 def _parse_shard(s: str | None):
     if not s:
         return None
@@ -59,12 +63,59 @@ def _parse_sets(pairs: list[str]) -> dict:
 
 # ---------------------------------------------------------------------------------- list
 def cmd_list(args) -> int:
+    for name, doc in catalog(args.what).items():
+        print(f"{name:24s} {doc}")
+    return 0
+
+
+_REGISTRY_PACKAGES = {"models": ("probes.models", "fas"), "probes": ("probes.library",),
+                      "interventions": ("interventions",), "corpora": ("probes.data.corpora",)}
+
+
+def catalog(what: str) -> dict[str, str]:
+    """{name: one-line summary} of a registry, without importing its modules when it can.
+
+    Registering a model imports its module (and torch with it: 10-30 s). The listing is kept in a
+    small cache file keyed by the size and mtime of every source file of the registry's packages,
+    so it is recomputed only after a source changes (or a module is added); ``DISSONANCE_CACHE``
+    moves the cache (default ``~/.cache/dissonance``).
+    """
+    import hashlib
+    import importlib.util
+    import os
+
+    key = hashlib.sha256(what.encode())
+    try:
+        for pkg in _REGISTRY_PACKAGES[what]:
+            spec = importlib.util.find_spec(pkg)
+            for loc in (spec.submodule_search_locations or []) if spec else []:
+                for f in sorted(Path(loc).rglob("*.py")):
+                    st = f.stat()
+                    key.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+    except (ImportError, OSError, ValueError):
+        key = None
+    cache_dir = Path(os.environ.get("DISSONANCE_CACHE") or Path.home() / ".cache" / "dissonance")
+    cache = cache_dir / f"catalog-{what}.json"
+    if key is not None and cache.exists():
+        try:
+            saved = json.loads(cache.read_text())
+            if saved.get("key") == key.hexdigest():
+                return saved["entries"]
+        except (OSError, ValueError, KeyError):
+            pass
     from probes.registry import CORPORA, INTERVENTIONS, MODELS, PROBES, summary
 
-    reg = {"probes": PROBES, "models": MODELS, "interventions": INTERVENTIONS, "corpora": CORPORA}[args.what]
-    for name, obj in reg.items():
-        print(f"{name:24s} {summary(obj)}")
-    return 0
+    reg = {"probes": PROBES, "models": MODELS, "interventions": INTERVENTIONS, "corpora": CORPORA}[what]
+    entries = {name: summary(obj) for name, obj in reg.items()}
+    if key is not None:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"key": key.hexdigest(), "entries": entries}))
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a read-only home: list without the cache
+    return entries
 
 
 # ---------------------------------------------------------------------------------- data
@@ -105,7 +156,8 @@ def cmd_data_show(args) -> int:
 def cmd_data_synth(args) -> int:
     from probes.data.synth import build
 
-    path = build(Path(args.out), seed=args.seed, n=args.n, conflict_rate=args.conflict_rate, progress=not args.quiet)
+    path = build(Path(args.out), seed=args.seed, n=args.n, conflict_rate=args.conflict_rate, progress=not args.quiet,
+                 force=args.force)
     print(f"wrote {path}")
     return 0
 
@@ -115,35 +167,93 @@ def model_options(args) -> dict:
     return {k: v for k, v in {
         "model_path": args.model_path, "tiny": args.tiny, "checkpoint": args.checkpoint,
         "device": args.device, "dtype": args.dtype, "trust_remote_code": args.trust_remote_code,
-        "answer_mode": args.answer_mode,
+        "answer_mode": args.answer_mode, "organism": getattr(args, "organism", None),
     }.items() if v not in (None, False)}
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{out}: --out points at a file, not a folder; give a folder (a new one, or an earlier run's folder to resume).")
+
+
+def _load_model(model_cls, args):
+    opts = model_options(args)
+    if args.model_path and not args.tiny:
+        from probes.models.loading import check_model_path
+
+        check_model_path(args.model_path)
+    if args.checkpoint:
+        ck = Path(args.checkpoint)
+        if not ck.exists():
+            raise CLIError(f"{ck}: --checkpoint file not found; train one with `probe fas train` or give its path.")
+        if ck.is_dir():
+            raise CLIError(f"{ck}: --checkpoint is a folder; give the .safetensors file inside it.")
+    try:
+        return model_cls.from_cli(**opts)
+    except Exception as e:
+        if args.checkpoint and (type(e).__name__ == "SafetensorError" or "safetensors" in type(e).__module__
+                                or "deserializ" in str(e).lower() or "header" in str(e).lower()):
+            raise CLIError(f"{args.checkpoint}: not a readable safetensors checkpoint ({_first_line(e)}); it is probably "
+                           "truncated: copy it again or retrain it (`probe fas train`).") from None
+        raise
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
 
 
 def cmd_run(args) -> int:
     from probes.data.manifest import Manifest
+    from probes.options import build_probe, check_run_args, parse_sets
     from probes.probe import run_probe
     from probes.registry import MODELS, PROBES
-    from probes.store import default_run_dir
+    from probes.store import default_run_dir, error_counts
 
+    # every argument is checked before any work (and before any model loads)
+    check_run_args(batch_size=args.batch_size, limit=args.limit, seed=args.seed)
     shard = _parse_shard(args.shard)
     probe_cls = PROBES[args.probe]
     model_cls = MODELS[args.model]
-    data = Manifest.read(args.data)
-    try:
-        probe = probe_cls(**_parse_sets(args.set))
-    except TypeError as e:
-        names = ", ".join(n for n, _, _ in probe_cls.options()) or "none"
-        raise CLIError(f"probe {args.probe}: {e}; its options are: {names}") from None
-    model = model_cls.from_cli(**model_options(args))
+    probe = build_probe(probe_cls, parse_sets(args.set), name=args.probe)
+    label_map = _read_label_map(args.label_map) if args.label_map else None
+    data = Manifest.read(args.data, label_map=label_map)
     dataset = Path(args.data).resolve().parent.name if Path(args.data).suffix else Path(args.data).name
     out = Path(args.out) if args.out else default_run_dir(args.probe, args.model, dataset)
+    _check_out(out)
+    model = _load_model(model_cls, args)
+    extra = {"model_options": {k: v for k, v in model_options(args).items() if k not in ("device",)},
+             "too_long": args.too_long}
+    if label_map:
+        extra["label_map"] = label_map
     run_probe(probe, model, data, out, seed=args.seed, batch_size=args.batch_size, strict=args.strict,
-              shard=shard, limit=args.limit, progress=not args.quiet, too_long=args.too_long)
+              shard=shard, limit=args.limit, progress=not args.quiet, too_long=args.too_long, extra_manifest=extra)
     print(f"run folder: {out}")
     if model.weights == "random":
         print("note: this model has RANDOM weights (a tiny test instance); its numbers are not results.")
     _print_metrics(out)
+    from probes.store import iter_rows
+
+    n_rows = sum(1 for _ in iter_rows(out))
+    failed = error_counts(out)
+    if n_rows == 0 and failed["units"]:
+        first = next(iter_rows(out, "errors.jsonl"), {}).get("error", "")
+        print(f"probe: error: every unit failed ({failed['units']}); the first: {first}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _read_label_map(path: str) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"--label-map {p}: no such file; give a JSON file {{\"raw label\": \"canonical label\"}}")
+    try:
+        m = json.loads(p.read_text())
+    except ValueError as e:
+        raise CLIError(f"--label-map {p}: not valid JSON ({e}); write it as {{\"raw label\": \"canonical label\"}}") from None
+    if not isinstance(m, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in m.items()):
+        raise CLIError(f"--label-map {p}: must be one JSON object of strings, {{\"raw label\": \"canonical label\"}}")
+    return m
 
 
 def _fmt(v) -> str:
@@ -164,7 +274,10 @@ def _print_metrics(run_dir: Path) -> None:
         for c, s in conds.items():
             print(f"{c:16s}" + "".join(f"{_fmt(s.get(k)):>15s}" for k in keys))
     if m.get("errors"):
-        print(f"{m['errors']} utterance(s) failed: see {Path(run_dir) / 'errors.jsonl'}")
+        from probes.store import error_counts
+
+        c = error_counts(run_dir)
+        print(f"{c['units']} unit(s) of {c['utterances']} utterance(s) failed: see {Path(run_dir) / 'errors.jsonl'}")
 
 
 # ---------------------------------------------------------------------------------- score
@@ -294,111 +407,163 @@ def cmd_report(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from probes.store import merge_runs
+    from probes.store import merge_runs, read_manifest
 
+    _check_out(Path(args.out))
     out = merge_runs([Path(r) for r in args.runs], Path(args.out))
+    (out / "metrics.json").write_text(json.dumps(summarize_run(out, read_manifest(out)), indent=2, default=str))
+    print(f"merged into {out}")
+    _print_metrics(out)
+    return 0
+
+
+def summarize_run(run_dir: Path, manifest: dict) -> dict:
+    """metrics.json of a run folder from its own probe's ``summarize`` (its own sections kept)."""
+    from probes.options import build_probe
+    from probes.registry import PROBES
+
+    name = manifest.get("probe", "")
+    if name in PROBES:
+        probe = build_probe(PROBES[name], manifest.get("config") or {}, name=name)
+        return probe.summarize(Path(run_dir))
     from probes.metrics import score_run
 
-    (out / "metrics.json").write_text(json.dumps(score_run(out), indent=2))
-    print(f"merged into {out}")
-    return 0
+    return score_run(run_dir)
 
 
 # ---------------------------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     """Build the synthetic corpus (once), run the default analysis, write reports."""
     from probes.demo import run_demo
+    from probes.progress import quiet_libraries
+
+    quiet_libraries()
 
     run_demo(Path(args.root), seed=args.seed, n=args.n, quick=args.quick)
     return 0
 
 
 # ---------------------------------------------------------------------------------- parser
+class _RunHelp(argparse.Action):
+    """``probe run --help`` lists the probes; ``probe run PROBE --help`` that probe's --set options."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help()
+        probe = getattr(namespace, "probe", None)
+        if probe:
+            from probes.options import describe_options
+            from probes.registry import PROBES, RegistryError
+
+            try:
+                cls = PROBES[probe]
+            except RegistryError as e:
+                parser.exit(2, f"probe: error: {e}\n")
+            print(f"\noptions of probe {probe} (--set NAME=VALUE):")
+            print(describe_options(cls))
+        else:
+            print("\nprobes (`probe run PROBE --help` shows a probe's --set options):")
+            for name, doc in catalog("probes").items():
+                print(f"  {name:22s} {doc}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="probe", description="dissonance: what do speech emotion models listen to when words and voice disagree?")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("list", help="list registered probes, models, interventions or corpora")
-    s.add_argument("what", choices=["probes", "models", "interventions", "corpora"])
+    s.add_argument("what", choices=["probes", "models", "interventions", "corpora"], help="which registry to list")
     s.set_defaults(func=cmd_list)
 
     d = sub.add_parser("data", help="corpora: import, show, synthesise")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
     s = dsub.add_parser("import", help="read a corpus in its official layout and write a manifest")
-    s.add_argument("corpus")
-    s.add_argument("path")
+    s.add_argument("corpus", help="corpus name (`probe list corpora`)")
+    s.add_argument("path", help="the corpus folder as distributed")
     s.add_argument("--out", help="manifest CSV to write (default runs/data/CORPUS/manifest.csv)")
     s.add_argument("--set", action="append", metavar="NAME=VALUE", help="importer option, e.g. --set classes=4")
     s.add_argument("--label-map", help="JSON file {raw: canonical} extending the corpus mapping")
     s.set_defaults(func=cmd_data_import)
     s = dsub.add_parser("show", help="counts by label, congruence, speaker, split")
-    s.add_argument("manifest")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("manifest", help="manifest CSV or JSONL (or its folder)")
+    s.add_argument("--json", action="store_true", help="also print the counts as JSON")
     s.add_argument("--no-audio-check", action="store_true", help="do not check that audio files exist")
     s.set_defaults(func=cmd_data_show)
     s = dsub.add_parser("synth", help="build the synthetic conflict corpus")
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="folder to write manifest.csv and wav/ into (new, or an earlier synth output)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the design and the voices (same seed: same corpus)")
     s.add_argument("--n", type=int, default=None, help="number of utterances (default: the full design)")
     s.add_argument("--conflict-rate", type=float, default=None, help="share of conflict items (default: the full crossing)")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--force", action="store_true",
+                   help="write into a non-empty folder that is not this synth's output (files it did not write are kept)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_data_synth)
 
-    s = sub.add_parser("run", help="run a probe on a model and a manifest")
-    s.add_argument("probe")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True, help="manifest CSV (or its folder)")
-    s.add_argument("--out", help="run folder (default runs/PROBE/MODEL/DATASET/STAMP)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--batch-size", type=int, default=8)
+    s = sub.add_parser("run", help="run a probe on a model and a manifest", add_help=False,
+                       description="Run (or resume) a probe. `probe run --help` lists the probes; "
+                                   "`probe run PROBE --help` lists that probe's --set options.")
+    s.add_argument("-h", "--help", action=_RunHelp, help="show this help (with a PROBE: its --set options) and exit")
+    s.add_argument("probe", help="the experiment to run (listed below; `probe list probes`)")
+    s.add_argument("--model", required=True, help="model adapter name (`probe list models`)")
+    s.add_argument("--data", required=True, help="manifest CSV or JSONL (or its folder)")
+    s.add_argument("--out", help="run folder (default runs/PROBE/MODEL/DATASET/STAMP); an earlier run's folder resumes it")
+    s.add_argument("--seed", type=int, default=0, help="seed of every random draw (interventions, bootstrap); recorded in the run")
+    s.add_argument("--batch-size", type=int, default=8, help="units per model call (at least 1)")
     s.add_argument("--strict", action="store_true", help="stop at the first bad utterance instead of recording an error row")
     s.add_argument("--shard", help="I/N: run only shard I of N (stable by utterance id); merge with `probe merge`")
-    s.add_argument("--limit", type=int, help="only the first N utterances")
-    s.add_argument("--set", action="append", metavar="NAME=VALUE", help="probe option")
+    s.add_argument("--limit", type=int, help="only the first N utterances (at least 1)")
+    s.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="probe option, repeatable; `probe run PROBE --help` lists them with types and defaults")
+    s.add_argument("--label-map", help="JSON file {raw: canonical} mapping the manifest's label spellings to the canonical ones")
     s.add_argument("--model-path", help="hub id or local folder of the weights")
-    s.add_argument("--checkpoint", help="a trained checkpoint (FAS)")
+    s.add_argument("--organism", help="a model organism of the family (e.g. text-reliant, voice-reliant), trained here")
+    s.add_argument("--checkpoint", help="a trained checkpoint (FAS, .safetensors)")
     s.add_argument("--tiny", action="store_true", help="a tiny RANDOM-weight instance (tests, no download)")
     s.add_argument("--device", help="cpu, cuda, cuda:1, auto (device_map=auto across GPUs)")
     s.add_argument("--dtype", help="float32, bfloat16, float16")
     s.add_argument("--answer-mode", choices=["closed", "generate"], help="closed-set scoring or free generation")
     s.add_argument("--trust-remote-code", action="store_true", help="allow code shipped with the weights to run (off by default)")
-    s.add_argument("--too-long", choices=["error", "truncate"], default="error")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--too-long", choices=["error", "truncate"], default="error",
+                   help="audio longer than the model accepts: an error row (default) or cut to fit")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("score", help="score a predictions table or a run folder")
-    s.add_argument("file")
+    s.add_argument("file", help="a predictions CSV/JSONL, or a run folder")
     s.add_argument("--preset", choices=sorted(k for k in _score_presets() if k != "run"),
                    help="column mapping (and parse policy) of a known table: emis = the EMIS study's result tables")
-    s.add_argument("--pred")
-    s.add_argument("--acoustic")
-    s.add_argument("--semantic")
-    s.add_argument("--group")
-    s.add_argument("--no-group", action="store_true")
-    s.add_argument("--filter", action="append", metavar="COL=VALUE")
+    s.add_argument("--pred", help="column of the model's answers")
+    s.add_argument("--acoustic", help="column of the voice's (acoustic) labels: the ground truth")
+    s.add_argument("--semantic", help="column of the words' (semantic) labels; empty cells where unknown")
+    s.add_argument("--group", help="column to score separately by (a model, a condition ...)")
+    s.add_argument("--no-group", action="store_true", help="one score over all rows, even where a preset groups")
+    s.add_argument("--filter", action="append", metavar="COL=VALUE", help="keep only rows whose COL equals VALUE (repeatable)")
     s.add_argument("--ci", action="store_true", help="add bootstrap 95%% intervals")
-    s.add_argument("--n-boot", type=int, default=1000)
+    s.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for --ci")
     s.add_argument("--parse", choices=["strict", "lenient"],
                    help="answer parse policy: strict = one label word, else invalid; lenient = also spellings and "
                         "free text naming one label (default: the preset's; emis: strict, as the study)")
     s.add_argument("--extra-labels", metavar="JSON", help='extra answer labels and their canonical label, e.g. \'{"bored": "other"}\'')
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(func=cmd_score)
 
     s = sub.add_parser("report", help="write a self-contained HTML report for run folders")
-    s.add_argument("runs", nargs="+")
-    s.add_argument("--out")
+    s.add_argument("runs", nargs="+", help="run folders")
+    s.add_argument("--out", help="HTML file (one run) or folder (several runs); default inside each run folder")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("merge", help="merge shards of one run")
-    s.add_argument("runs", nargs="+")
-    s.add_argument("--out", required=True)
+    s.add_argument("runs", nargs="+", help="the shard run folders (every I/N of one run, each once)")
+    s.add_argument("--out", required=True, help="a new folder for the merged run")
     s.set_defaults(func=cmd_merge)
 
     s = sub.add_parser("demo", help="the embedded default end to end: synthetic corpus, analysis, reports")
-    s.add_argument("--root", default="runs/demo")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--n", type=int, default=None)
+    s.add_argument("--root", default="runs/demo", help="folder for the corpus, runs and reports")
+    s.add_argument("--seed", type=int, default=0, help="seed of the corpus and the runs")
+    s.add_argument("--n", type=int, default=None, help="number of utterances (default: the full design)")
     s.add_argument("--quick", action="store_true", help="a small corpus and short training")
     s.set_defaults(func=cmd_demo)
 
@@ -422,12 +587,25 @@ def main(argv: list[str] | None = None) -> int:
     from probes.registry import RegistryError
     from probes.store import RunError
 
+    from probes.options import OptionError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ManifestError, LabelError, RegistryError, RunError, AudioError, FileNotFoundError, NotImplementedError) as e:
+    except (CLIError, ManifestError, LabelError, RegistryError, RunError, AudioError, OptionError,
+            FileNotFoundError, NotImplementedError) as e:
         print(f"probe: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        from probes.store import explain_os_error
+
+        print(f"probe: error: {explain_os_error(e, e.filename or '.')}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if type(e).__name__ in USER_ERRORS:  # raised by modules this file does not import eagerly
+            print(f"probe: error: {e}", file=sys.stderr)
+            return 2
+        raise
     except BrokenPipeError:  # `probe ... | head`: the reader left; not an error of ours
         import os
 

@@ -48,6 +48,10 @@ class RunContext:
     cache: dict = field(default_factory=dict)  # per-run scratch (audio cache, fitted interventions)
     run_dir: Path | None = None                # the run folder, for probes that write files beside the rows
 
+    probe: "Probe | None" = None               # set by ``set_up`` (run_probe does it)
+    model: "Adapter | None" = None
+    data: "Manifest | None" = None
+
     def load_audio(self, data: "Manifest", utt_id: str, sr: int, max_seconds: float | None):
         from probes.audio import load_audio
 
@@ -55,6 +59,43 @@ class RunContext:
         if key not in self.cache:
             self.cache[key] = load_audio(data.audio_path(utt_id), sr, max_seconds=max_seconds, too_long=self.too_long)
         return self.cache[key]
+
+    # ---- the one place Examples are built, for every probe ------------------------------
+    def set_up(self, probe: "Probe", model: "Adapter", data: "Manifest") -> "RunContext":
+        """Bind the run's probe, model and data; give the model a way to fetch patch sources
+        (``Edit(kind="patch")`` names an utterance: its clean Example, the recording as in the manifest)."""
+        self.probe, self.model, self.data = probe, model, data
+        if hasattr(model, "source_loader"):
+            model.source_loader = lambda utt_id: self.example(utt_id, "none", plain=True)
+        return self
+
+    def fitted(self) -> dict[str, list]:
+        """condition -> its interventions, fitted once per run on the whole manifest."""
+        if "fitted" not in self.cache:
+            self.cache["fitted"] = {c: [iv.fit(self.data, seed=self.seed) for iv in ivs]
+                                    for c, ivs in self.probe.condition_map().items()}
+        return self.cache["fitted"]
+
+    def example(self, utt_id: str, condition: str = "none", key: tuple = (), *, plain: bool = False) -> "Example":
+        """The Example of ``utt_id`` under ``condition`` (its interventions applied in order, each with a
+        generator from the seed, the utterance, the condition and ``key``). ``plain``: no interventions."""
+        from interventions.base import rng_for
+        from probes.adapter import Example
+
+        if self.probe is None or self.model is None or self.data is None:
+            raise RuntimeError("RunContext.example: call set_up(probe, model, data) first (run_probe does)")
+        model, data = self.model, self.data
+        ivs = [] if plain else self.fitted().get(condition)
+        if ivs is None:
+            raise KeyError(f"condition {condition!r} is not one of this run's: {', '.join(self.fitted())}")
+        row = data.row(utt_id)
+        need_audio = model.needs_audio or any(iv.needs_audio for iv in ivs)
+        audio = self.load_audio(data, utt_id, model.sample_rate, model.max_seconds) if need_audio else None
+        ex = Example(utt_id=utt_id, row=row, audio=audio, sr=model.sample_rate,
+                     template=getattr(self.probe, "template", None) or "plain")
+        for iv in ivs:
+            ex = iv.apply(ex, rng=rng_for(self.seed, utt_id, condition, type(iv).__name__, *key))
+        return ex
 
 
 class Probe:
@@ -66,8 +107,23 @@ class Probe:
     def config(self) -> dict:
         return asdict(self) if is_dataclass(self) else {}
 
+    def condition_map(self) -> dict[str, list]:
+        """condition name -> list of Intervention instances (applied in order).
+
+        A probe with fixed conditions defines a method ``conditions()`` returning this map; a
+        probe with the ``conditions`` option (``Conditions``) builds it from the names given
+        (``--set conditions=none,cues-aligned,audio-flatten-f0``); otherwise just ``none``."""
+        c = getattr(self, "conditions", None)
+        if callable(c):
+            return c()
+        if c is None:
+            return {"none": []}
+        return parse_conditions(c, getattr(self, "intervention_options", None) or {})
+
     def plan(self, data: "Manifest") -> list[WorkItem]:
-        raise NotImplementedError
+        """One unit per (utterance, condition)."""
+        conds = list(self.condition_map())
+        return [WorkItem(u, c) for u in data.df["utt_id"] for c in conds]
 
     def execute(self, model: "Adapter", data: "Manifest", items: Sequence[WorkItem], ctx: RunContext) -> Iterator[tuple[WorkItem, Any]]:
         """Yield (item, rows) or (item, Exception) for each item, in any order."""
@@ -90,6 +146,9 @@ class Probe:
 def prediction_row(ex: "Example", condition: str, pred) -> dict:
     row = {c: ex.row.get(c, "") for c in ROW_COLUMNS if c not in ("condition", "pred")}
     row.update(utt_id=ex.utt_id, condition=condition, pred=pred.label)
+    from probes.metrics import conflict_type
+
+    row["conflict_type"] = conflict_type(row.get("acoustic_label"), row.get("semantic_label"))  # docs/vocabulary.md
     if pred.probs is not None:
         row["probs"] = {k: round(float(v), 6) for k, v in pred.probs.items()}
     if pred.raw is not None:
@@ -99,35 +158,43 @@ def prediction_row(ex: "Example", condition: str, pred) -> dict:
     return row
 
 
+def parse_conditions(spec, options: dict | None = None) -> dict[str, list]:
+    """``"none,cues-aligned,audio-noise+transcript"`` (or a list) -> {condition: [Intervention, ...]}.
+
+    Each condition is ``none`` or registered intervention names joined by ``+`` (applied in
+    order); ``options`` gives an intervention's options by name (``{"patch-span": {"layer": 3}}``).
+    An unknown name fails here, before any work, naming the closest registered ones."""
+    from probes.registry import INTERVENTIONS
+
+    names = [c.strip() for c in (spec.split(",") if isinstance(spec, str) else spec) if str(c).strip()]
+    if not names:
+        raise ValueError("conditions: give at least one, e.g. --set conditions=none,cues-aligned")
+    out: dict[str, list] = {}
+    for c in names:
+        c = str(c)
+        ivs = [] if c == "none" else [INTERVENTIONS[n.strip()](**(options or {}).get(n.strip(), {})) for n in c.split("+")]
+        out[c] = ivs
+    return out
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """The ``conditions`` option, for probes whose conditions the user chooses (predict, the inside probes)."""
+
+    conditions: tuple = field(default=("none",), metadata={
+        "help": "conditions to run, comma-separated: none, or intervention names joined by '+' "
+                "(e.g. none,cues-aligned,audio-flatten-f0); `probe list interventions` names them"})
+    intervention_options: dict = field(default_factory=dict, metadata={
+        "help": 'options per intervention, e.g. {"patch-span": {"layer": 3}, "audio-noise": {"snr_db": 10}}'})
+
+
 class PredictionProbe(Probe):
     """One prediction per (utterance, condition); conditions map to lists of interventions."""
 
-    def conditions(self) -> dict[str, list]:
-        """condition name -> list of Intervention instances (applied in order)."""
-        return {"none": []}
-
-    def plan(self, data: "Manifest") -> list[WorkItem]:
-        conds = list(self.conditions())
-        return [WorkItem(u, c) for u in data.df["utt_id"] for c in conds]
-
-    def _fitted(self, data: "Manifest", ctx: RunContext) -> dict[str, list]:
-        key = ("fitted", id(self))
-        if key not in ctx.cache:
-            ctx.cache[key] = {c: [iv.fit(data, seed=ctx.seed) for iv in ivs] for c, ivs in self.conditions().items()}
-        return ctx.cache[key]
-
     def make_example(self, model: "Adapter", data: "Manifest", item: WorkItem, ctx: RunContext) -> "Example":
-        from interventions.base import rng_for
-        from probes.adapter import Example
-
-        row = data.row(item.utt_id)
-        ivs = self._fitted(data, ctx)[item.condition]
-        need_audio = model.needs_audio or any(iv.needs_audio for iv in ivs)
-        audio = ctx.load_audio(data, item.utt_id, model.sample_rate, model.max_seconds) if need_audio else None
-        ex = Example(utt_id=item.utt_id, row=row, audio=audio, sr=model.sample_rate)
-        for iv in ivs:
-            ex = iv.apply(ex, rng=rng_for(ctx.seed, item.utt_id, item.condition, type(iv).__name__, *item.key))
-        return ex
+        if ctx.probe is None:
+            ctx.set_up(self, model, data)
+        return ctx.example(item.utt_id, item.condition, item.key)
 
     def execute(self, model, data, items, ctx):
         for start in range(0, len(items), ctx.batch_size):
@@ -176,16 +243,23 @@ def run_probe(
     progress: bool = True,
     too_long: str = "error",
     extra_manifest: dict | None = None,
+    executor: "Callable | None" = None,
 ) -> Path:
     """Run (or resume) ``probe`` on ``model`` x ``data`` into the run folder ``out``."""
-    from tqdm.auto import tqdm
-
+    from probes.options import check_run_args
+    from probes.progress import progress_bar
     from probes.store import RunStore
 
+    check_run_args(batch_size=batch_size, limit=limit)  # one line naming the argument, before any work
     out = Path(out)
     if limit is not None:
         data = data.subset(data.df.index < limit)
     items = probe.plan(data)
+    from probes.labels import manifest_extra_labels, run_labels
+
+    extra_labels = manifest_extra_labels(data)  # a corpus' own labels (EmoDB: bored -> other), offered and scored
+    if extra_labels and hasattr(model, "set_labels"):
+        model.set_labels(run_labels(extra_labels, model.labels))
     if shard is not None:
         i, n = shard
         items = [it for it in items if shard_of(it.utt_id, n) == i]
@@ -202,19 +276,27 @@ def run_probe(
         "seed": seed,
         "batch_size": batch_size,
         "shard": list(shard) if shard else None,
+        "too_long": too_long,
+        "extra_labels": extra_labels,
         **(extra_manifest or {}),
     }
-    store.write_manifest(json.loads(json.dumps(info, default=str)))
-    todo = [it for it in items if not store.done(it.unit)]
-    prepare = getattr(model, "prepare", None)
-    if callable(prepare):
-        prepare(data)  # adapters that need corpus-level statistics first (FAS: per-speaker eGeMAPS)
-    ctx = RunContext(seed=seed, batch_size=batch_size, strict=strict, too_long=too_long, progress=progress, run_dir=out)
+    try:  # the store holds the folder's lock: let go of it on any failure before the loop
+        store.write_manifest(json.loads(json.dumps(info, default=str)))
+        todo = [it for it in items if not store.done(it.unit)]
+        prepare = getattr(model, "prepare", None)
+        if callable(prepare):
+            prepare(data)  # adapters that need corpus-level statistics first (FAS: per-speaker eGeMAPS)
+    except BaseException:
+        store.close()
+        raise
+    ctx = RunContext(seed=seed, batch_size=batch_size, strict=strict, too_long=too_long, progress=progress,
+                     run_dir=out).set_up(probe, model, data)
     n_err = 0
     try:
-        with tqdm(total=len(items), initial=len(items) - len(todo), desc=f"{probe.name} [{model.name}]",
-                  unit="unit", disable=not progress, dynamic_ncols=True) as bar:
-            for item, rows in probe.execute(model, data, todo, ctx):
+        with progress_bar(total=len(items), initial=len(items) - len(todo), desc=f"{probe.name} [{model.name}]",
+                          unit="unit", disable=not progress) as bar:
+            # ``executor``: where the units run (probes/backends); default: the probe's own execute, here
+            for item, rows in (executor or probe.execute)(model, data, todo, ctx):
                 if isinstance(rows, Exception):
                     if strict:
                         raise rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -94,7 +96,7 @@ def test_bad_audio_files(tmp_path):
     nan = good.copy()
     nan[100] = np.nan
     _sf_write(tmp_path / "nan.wav", nan, 16000, "FLOAT")
-    cases = {"silent.wav": "silent", "empty.wav": "no samples", "truncated.wav": "cannot be read",
+    cases = {"silent.wav": "silent", "empty.wav": "no samples", "truncated.wav": "cannot be read|cut short|ends inside",
              "garbage.wav": "cannot be read", "nan.wav": "NaN", "missing.wav": "not found"}
     for name, msg in cases.items():
         with pytest.raises(AudioError, match=msg) as e:
@@ -104,3 +106,101 @@ def test_bad_audio_files(tmp_path):
     with pytest.raises(AudioError, match="longer than the model accepts"):
         load_audio(tmp_path / "long.wav", max_seconds=1.0)
     assert len(load_audio(tmp_path / "long.wav", max_seconds=1.0, too_long="truncate")) == 16000
+
+
+# ---- issue 11: audio cut short, manifests with near-duplicate ids, JSONL ---------------------
+def test_a_wav_whose_body_is_cut_in_half_is_an_error_naming_it(tmp_path):
+    rng = np.random.default_rng(0)
+    _sf_write(tmp_path / "whole.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+    full = (tmp_path / "whole.wav").read_bytes()
+    (tmp_path / "half.wav").write_bytes(full[: len(full) // 2])
+    (tmp_path / "head60.wav").write_bytes(full[:60])
+    assert len(load_audio(tmp_path / "whole.wav")) == 16000
+    for name in ("half.wav", "head60.wav"):
+        with pytest.raises(AudioError, match="truncated") as e:
+            load_audio(tmp_path / name)
+        assert name in str(e.value) and "\n" not in str(e.value)
+
+
+def test_truncated_audio_becomes_an_error_row_naming_the_file(tiny_manifest, tmp_path):
+    import shutil
+
+    from probes.cli import main
+    from probes.store import read_errors
+
+    folder = tmp_path / "data"
+    shutil.copytree(Path(tiny_manifest).parent, folder)
+    df = pd.read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
+    victim = folder / df["audio_path"][0]
+    victim.write_bytes(victim.read_bytes()[:60])
+    out = tmp_path / "run"
+    # the audio conditions of modality-ablation read the file; the oracle itself needs no audio
+    assert main(["run", "modality-ablation", "--model", "voice-oracle", "--data", str(folder / "manifest.csv"),
+                 "--out", str(out), "--quiet", "--set", "n_boot=20"]) == 0
+    err = read_errors(out)
+    assert len(err) >= 1 and all(victim.name in e and "truncated" in e for e in err["error"])
+
+
+def _rows(tiny_manifest):
+    df = pd.read_csv(tiny_manifest, dtype=str, keep_default_na=False)
+    df["audio_path"] = [str(Path(tiny_manifest).parent / a) for a in df["audio_path"]]
+    return df.to_dict("records")
+
+
+@pytest.mark.parametrize("other", ["utt00 ", " utt00", "UTT00"])
+def test_near_duplicate_ids_are_refused_naming_the_row(tiny_manifest, tmp_path, other):
+    rows = _rows(tiny_manifest)
+    rows[3]["utt_id"] = other
+    with pytest.raises(ManifestError, match=r"row 5 has utt_id .* row 2"):
+        Manifest.read(_write(tmp_path, rows))
+
+
+def test_a_given_congruent_that_disagrees_with_the_labels_is_refused(tiny_manifest, tmp_path):
+    rows = _rows(tiny_manifest)
+    k = next(i for i, r in enumerate(rows) if r["acoustic_label"] != r["semantic_label"] and r["semantic_label"])
+    rows[k]["congruent"] = "true"
+    with pytest.raises(ManifestError, match=rf"row {k + 2} .*congruent='true'"):
+        Manifest.read(_write(tmp_path, rows))
+    rows[k]["congruent"] = "perhaps"
+    with pytest.raises(ManifestError, match=rf"row {k + 2} .*'perhaps'"):
+        Manifest.read(_write(tmp_path, rows))
+    rows[k]["congruent"] = "FALSE"  # agreeing, in another spelling: fine
+    assert Manifest.read(_write(tmp_path, rows)).df["congruent"][k] == "false"
+
+
+def test_jsonl_manifests_are_read(tiny_manifest, tmp_path):
+    import json
+
+    rows = _rows(tiny_manifest)
+    p = tmp_path / "m.jsonl"
+    p.write_text("".join(json.dumps({**r, "congruent": None}) + "\n" for r in rows))
+    m = Manifest.read(p)
+    ref = Manifest.read(tiny_manifest)
+    assert list(m.df["utt_id"]) == list(ref.df["utt_id"]) and list(m.df["congruent"]) == list(ref.df["congruent"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(rows[0]) + "\n{oops\n")
+    with pytest.raises(ManifestError, match="line 2 is not valid JSON"):
+        Manifest.read(bad)
+    misnamed = tmp_path / "m.csv"
+    misnamed.write_text(p.read_text())
+    with pytest.raises(ManifestError, match="JSON lines, not CSV"):
+        Manifest.read(misnamed)
+
+
+def test_unknown_label_suggests_an_option_that_exists_and_it_works(tiny_manifest, tmp_path, capsys):
+    import json
+
+    from probes.cli import build_parser, main
+
+    rows = _rows(tiny_manifest)
+    rows[0]["acoustic_label"] = "furious"
+    p = _write(tmp_path, rows)
+    with pytest.raises(ManifestError, match="--label-map") as e:
+        Manifest.read(p)
+    assert "probe run" in str(e.value)
+    assert "--label-map" in build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    lm = tmp_path / "map.json"
+    lm.write_text(json.dumps({"furious": "angry"}))
+    out = tmp_path / "run"
+    assert main(["run", "predict", "--model", "voice-oracle", "--data", str(p), "--label-map", str(lm), "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["label_map"] == {"furious": "angry"}

@@ -87,7 +87,8 @@ def compare_conditions(run_dir: Path, refs: tuple[str, ...] = ("none",), correct
     """The paired comparisons, neutral shift, collapse and confusions of the module docstring."""
     import numpy as np
 
-    from probes.metrics import accuracy, confusion, macro_f1, mcnemar, normalize_pred, prediction_entropy, uar
+    from probes.metrics import compare_conditions as paired_compare
+    from probes.metrics import confusion, normalize_pred, prediction_entropy
     from probes.store import read_rows
 
     df = read_rows(run_dir)
@@ -96,23 +97,7 @@ def compare_conditions(run_dir: Path, refs: tuple[str, ...] = ("none",), correct
     df = df.copy()
     df["pred_c"] = [normalize_pred(p) or "" for p in df["pred"]]
     by = {c: g.set_index("utt_id") for c, g in df.groupby("condition", sort=True)}
-    compare: dict = {}
-    for ref in refs:
-        if ref not in by:
-            continue
-        r = by[ref]
-        compare[ref] = {}
-        for c, g in by.items():
-            if c == ref:
-                continue
-            common = r.index.intersection(g.index)
-            a, b = r.loc[common], g.loc[common]
-            truth = a[correct_col].tolist()
-            entry = {"n": int(len(common))}
-            for name, fn in (("uar", uar), ("accuracy", accuracy), ("macro_f1", macro_f1)):
-                entry[f"delta_{name}"] = fn(truth, b["pred_c"].tolist()) - fn(truth, a["pred_c"].tolist())
-            entry["mcnemar"] = mcnemar((a["pred_c"] == a[correct_col]).to_numpy(), (b["pred_c"] == b[correct_col]).to_numpy())
-            compare[ref][c] = entry
+    compare = paired_compare(df, refs, correct_col=correct_col)  # the one paired comparison (probes.metrics)
     neutral, collapse, conf = {}, {}, {}
     for c, g in by.items():
         nn = g[g["acoustic_label"] != "neutral"]

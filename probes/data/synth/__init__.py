@@ -14,7 +14,10 @@ p_tilt, p_wordgap, p_ending``, and ``duration_s``.
 
 Re-running on an existing folder is safe: each wav is written to a temporary name and moved into
 place, the manifest is replaced last, and only then are wavs that the new manifest no longer
-names removed. At no moment does a manifest name a missing file.
+names removed. At no moment does a manifest name a missing file. ``out`` must be new, empty, or
+an earlier (maybe unfinished) build of the same settings; any other folder is refused unless
+``force=True``, and even then no file this command did not write is deleted (a foreign
+``manifest.csv`` is moved aside to ``manifest.csv.orig``).
 
 The same ``seed`` gives the same manifest and byte-identical audio (espeak's pitch flutter is
 switched off for that reason; see engine.py), whatever else the process synthesised before.
@@ -35,6 +38,7 @@ def build(
     n: int | None = None,
     conflict_rate: float | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> Path:
     """Build the synthetic conflict corpus in ``out``; return the manifest path.
 
@@ -51,9 +55,10 @@ def build(
     from probes.data.synth.voices import SPEAKER_BY_ID, draw, render
 
     out = Path(out)
+    items = select(seed, n, conflict_rate)
+    ours = _check_out(out, [it.utt_id for it in items], force=force)
     wav_dir = out / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
-    items = select(seed, n, conflict_rate)
     rows = []
     for it in tqdm(items, desc="synth", unit="utt", disable=not progress):
         spk = SPEAKER_BY_ID[it.speaker]
@@ -80,10 +85,68 @@ def build(
     df.to_csv(tmp, index=False)
     os.replace(tmp, out / "manifest.csv")
     keep = {Path(r["audio_path"]).name for r in rows}
-    for old in wav_dir.glob("*.wav"):  # wavs of an earlier, larger build
-        if old.name not in keep:
+    for old in ours:  # wavs of an earlier build this command wrote, not named any more
+        if old.parent == wav_dir and old.name not in keep and old.exists():
             old.unlink()
     return out / "manifest.csv"
+
+
+class SynthError(ValueError):
+    """An --out folder the synthesiser will not write into; the message says why and what to do."""
+
+
+def _check_out(out: Path, ids: list[str], *, force: bool) -> list[Path]:
+    """Refuse a non-empty ``out`` that is not an earlier build of the same settings (unless
+    ``force``); return the wavs an earlier synth build wrote there (the only files ever deleted)."""
+    import pandas as pd
+
+    if out.exists() and not out.is_dir():
+        raise SynthError(f"{out}: --out is a file; give a folder for manifest.csv and wav/")
+    if not out.exists():
+        return []
+    want = set(ids)
+    ours: list[Path] = []
+    same = True
+    man = out / "manifest.csv"
+    prev = None
+    if man.exists():
+        try:
+            prev = pd.read_csv(man, dtype=str, keep_default_na=False)
+        except Exception:
+            prev = None
+        is_synth = (prev is not None and {"utt_id", "audio_path", "corpus", "seed"} <= set(prev.columns)
+                    and len(prev) and (prev["corpus"] == "synth").all())
+        if is_synth:
+            ours = [out / a for a in prev["audio_path"] if Path(a).parent == Path("wav")]
+            same = set(prev["utt_id"]) == want
+        else:
+            prev = None
+    foreign = []
+    for f in sorted(out.rglob("*")):
+        if f.is_dir():
+            continue
+        rel = f.relative_to(out)
+        if rel == Path("manifest.csv"):
+            if prev is None:
+                foreign.append(rel)
+            continue
+        if rel == Path("manifest.csv.part"):
+            continue
+        if rel.parent == Path("wav") and (rel.name.removesuffix(".part").removesuffix(".wav") in want
+                                          or f in ours):
+            continue
+        foreign.append(rel)
+    if (foreign or not same) and not force:
+        if foreign:
+            shown = ", ".join(map(str, foreign[:3])) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            why = f"holds files this command did not write ({shown})"
+        else:
+            why = "holds a synthetic corpus built with other settings (--seed / --n / --conflict-rate)"
+        raise SynthError(f"{out}: {why}; give a new or empty --out folder, or pass --force to write into it "
+                         "(files it did not write are kept)")
+    if force and man.exists() and prev is None:
+        os.replace(man, out / "manifest.csv.orig")  # a user's manifest: set aside, never deleted
+    return ours
 
 
 def build_small(out: Path, *, seed: int = 0, progress: bool = False) -> Path:
