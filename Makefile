@@ -1,5 +1,6 @@
 # Two commands for a new user: `make demo` and `make test`. Each creates .venv and installs
-# what it needs from the package index (uv if it can be had, else pip).
+# what it needs from the package index (uv if it can be had, else pip); docs/install.md says what.
+# `make demo-quick`: the demo on a 96-utterance corpus with quick steps (a check, not a result).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 FIND_LINKS := $(or $(PIP_FIND_LINKS),$(shell $(PY) -m pip config get global.find-links 2>/dev/null))
 UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
 
-.PHONY: install demo test test-all figures benchmarks clean
+.PHONY: install demo demo-quick test test-all figures benchmarks clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +26,9 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/probe demo
 
+demo-quick: $(BIN)/.installed
+	$(BIN)/probe demo --quick
+
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
@@ -32,6 +36,7 @@ test-all: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --run-slow
 
 figures: $(BIN)/.installed
+	$(BIN)/probe figures build
 	$(BIN)/probe figures --all
 
 benchmarks: $(BIN)/.installed
