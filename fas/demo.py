@@ -1,8 +1,19 @@
-"""The FAS step of ``probe demo`` / ``make demo``: train FAS and its baselines on the synthetic corpus.
+"""The FAS step of ``probe demo`` / ``make demo``: the text-reliance table on the synthetic corpus.
 
-Runs the conflict experiment (fas/experiment.py) with the offline default encoders (eGeMAPS
-frames per speaker; faster-whisper tiny.en transcripts or the true text through MiniLM, both real
-weights shipped in packages) and returns its run folder, whose ``results.md`` holds the table.
+Runs the registered probe ``fas-conflict`` (``probe run fas-conflict --model fas-untrained``)
+through ``run_probe`` with the arms of the text-reliance table (``DEMO_ARMS``: acoustic-only,
+semantic-only, concat, FAS and our voiced-frame FAS variant, all reading the true text through
+MiniLM), on 0 / 20 / 50 % conflict items in training, several training seeds, and returns its run
+folder. Its ``results.md`` holds the table; the report reads the run like any other.
+
+The ``[asr]`` arms (faster-whisper transcripts) are left out of the demo: transcribing the
+1,120-utterance corpus costs more than the demo's whole time budget on a 2-core machine
+(docs/fas.md). Run them with ``probe fas experiment`` or ``--set arms=...``.
+
+The command the demo step equals (seed 0, ``runs/demo`` the demo root)::
+
+    probe run fas-conflict --model fas-untrained --data runs/demo/corpus/manifest.csv \\
+        --out runs/demo/runs/fas/experiment --seed 0 --set seeds=3
 """
 
 from __future__ import annotations
@@ -11,15 +22,19 @@ from pathlib import Path
 
 from probes.demo import STEPS
 
+DEMO_SEEDS = 3
+
 
 def fas_step(corpus: Path, root: Path, seed: int, quick: bool) -> list[Path]:
-    from fas.experiment import run_experiment
-    from fas.train import TrainConfig
+    from fas.experiment import DEMO_ARMS, FASUntrained, FASConflict
+    from probes.data.manifest import Manifest
+    from probes.probe import run_probe
 
     out = Path(root) / "runs" / "fas" / "experiment"
-    print(f"[demo] FAS conflict experiment -> {out}")
-    tc = TrainConfig(epochs=15 if quick else 40, batch_size=32)
-    run_experiment(corpus, out, tc=tc, n_boot=200 if quick else 500, progress=True)
+    print(f"[demo] FAS conflict experiment (probe fas-conflict) -> {out}")
+    probe = FASConflict(arms=",".join(DEMO_ARMS), seeds=1 if quick else DEMO_SEEDS, n_boot=200 if quick else 1000,
+                        epochs=30 if quick else FASConflict.epochs)
+    run_probe(probe, FASUntrained(), Manifest.read(corpus), out, seed=seed, batch_size=10**6, progress=True)
     print((out / "results.md").read_text())
     return [out]
 

@@ -10,7 +10,7 @@ a (condition, seed) whose rows are all there is not trained again), ``metrics.js
 condition from ``probes.metrics``. Its summary adds the table the experiment is for
 (``metrics.json["fas_table"]``, also ``results.csv`` / ``results.md``): per arm and mix, the
 training accuracy beside accuracy on congruent items, follows-voice / follows-text on conflict
-items and follows-text on the conflict items whose words carry an emotion, each averaged over
+items and follows-text on the emotional-conflict items (emotional words, another emotional voice), each averaged over
 seeds with a bootstrap interval over test items (and the range over seeds).
 
 Arms (row labels; ``[asr]`` = faster-whisper transcript, ``[text]`` = the true text, both
@@ -60,9 +60,9 @@ ABLATION_ARMS = ("fas-no-topk[asr]", "fas-no-queries[asr]")
 DEMO_ARMS = ("acoustic-only", "semantic-only[text]", "concat[text]", "fas[text]", "fas-voiced[text]")
 COLUMNS = ("arm", "semantic", "acoustic_norm", "conflict_mix", "n_train", "n_test", "n_seeds",
            "train_accuracy", "train_accuracy_min", "train_loss", "accuracy_congruent", "accuracy", "uar",
-           "follows_voice", "follows_text", "follows_text_emotional", "n_emotional",
+           "follows_voice", "follows_text", "follows_text_emotional_conflict", "n_emotional_conflict",
            "attn_acoustic_mass", "kept_voiced_share", "voiced_share")
-RATES = ("accuracy_congruent", "accuracy", "follows_voice", "follows_text", "follows_text_emotional")
+RATES = ("accuracy_congruent", "accuracy", "follows_voice", "follows_text", "follows_text_emotional_conflict")
 
 
 @dataclass(frozen=True)
@@ -355,10 +355,10 @@ def _write_transcripts(data, ctx) -> None:
 def fas_table(df, *, n_boot: int = 500, seed: int = 0) -> list[dict]:
     """Per condition: rates averaged over training seeds, 95 % bootstrap intervals over test items.
 
-    ``follows_text_emotional``: follows-text on the conflict items whose words carry an emotion
-    (semantic label not neutral) and whose voice carries another one.
+    ``follows_text_emotional_conflict``: follows-text on the items of the ``emotional-conflict`` type
+    (probes.metrics.conflict_type: the words carry an emotion, the voice another, non-neutral one).
     """
-    from probes.metrics import bootstrap_ci, uar
+    from probes.metrics import bootstrap_ci, conflict_type, uar
 
     if df.empty or "condition" not in df.columns or "arm" not in df.columns:
         return []
@@ -374,14 +374,16 @@ def fas_table(df, *, n_boot: int = 500, seed: int = 0) -> list[dict]:
         s = first["semantic_label"].fillna("").astype(str).to_numpy()
         P = piv.to_numpy(dtype=object).T                                        # [seeds, items]
         conflict = (s != "") & (a != s)
+        # the emotional-conflict type (probes.metrics): emotional words, another emotional voice
+        emotional = np.array([conflict_type(x, y) == "emotional-conflict" for x, y in zip(a, s)])
         subsets = {"accuracy_congruent": (~conflict, a), "accuracy": (np.ones_like(conflict), a),
                    "follows_voice": (conflict, a), "follows_text": (conflict, s),
-                   "follows_text_emotional": (conflict & (s != "neutral"), s)}
+                   "follows_text_emotional_conflict": (emotional, s)}
         r0 = g.iloc[0]
         row: dict = {"condition": cond, "arm": r0["arm"], "semantic": r0["semantic"], "acoustic_norm": r0["acoustic_norm"],
                      "conflict_mix": float(r0["conflict_mix"]), "n_train": int(r0["n_train"]),
                      "n_test": int(conflict.sum()), "n_seeds": int(P.shape[0]),
-                     "n_emotional": int((conflict & (s != "neutral")).sum())}
+                     "n_emotional_conflict": int(emotional.sum())}
         per_seed_acc = g.drop_duplicates("train_seed")["train_accuracy"].astype(float)
         row["train_accuracy"], row["train_accuracy_min"] = float(per_seed_acc.mean()), float(per_seed_acc.min())
         row["train_loss"] = float(g.drop_duplicates("train_seed")["train_loss"].astype(float).mean())
@@ -450,7 +452,7 @@ def write_tables(results: list[dict], out: Path) -> None:
         flat.append(d)
     pd.DataFrame(flat).to_csv(out / "results.csv", index=False)
     lines = ["| conflict in training | arm | train acc (min) | congruent acc | follows-voice | follows-text | "
-             "follows-text, emotional words | attn acoustic | kept voiced / all voiced |",
+             "follows-text, emotional conflict | attn acoustic | kept voiced / all voiced |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         kv = r.get("kept_voiced_share")
@@ -459,12 +461,12 @@ def write_tables(results: list[dict], out: Path) -> None:
             f"{int(round(r['conflict_mix'] * 100))} %", r["arm"],
             f"{r['train_accuracy']:.2f} ({r['train_accuracy_min']:.2f})",
             *[_fmt(r.get(k), r.get(f"{k}_ci")) for k in ("accuracy_congruent", "follows_voice", "follows_text",
-                                                         "follows_text_emotional")],
+                                                         "follows_text_emotional_conflict")],
             _fmt(r.get("attn_acoustic_mass")), voiced,
         ]) + " |")
     n = results[0]
     head = (f"Tested on the test split (held-out speakers and sentences): {n['n_test']} conflict items "
-            f"({n['n_emotional']} with emotional words); {n['n_train']} training items per mix; "
+            f"({n['n_emotional_conflict']} of the emotional-conflict type: emotional words, another emotional voice); {n['n_train']} training items per mix; "
             f"{n['n_seeds']} training seed(s) per arm, rates averaged over seeds; 95 % bootstrap intervals "
             "over test items. Accuracy and follows-voice are against the voice's label.\n\n")
     (out / "results.md").write_text(head + "\n".join(lines) + "\n")

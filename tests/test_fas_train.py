@@ -194,3 +194,27 @@ def test_every_arm_is_registered_and_needs_a_checkpoint():
         assert summary(cls)
         with pytest.raises(FileNotFoundError, match="probe fas train"):
             cls.from_cli()
+
+
+def test_fas_table_averages_seeds_and_counts_the_emotional_conflict_type():
+    """Known answers: a model that always answers the words, and one that answers the voice."""
+    from fas.experiment import fas_table
+
+    items = [("u1", "angry", "happy"), ("u2", "sad", "happy"), ("u3", "neutral", "sad"),  # two emotional-conflict, one neutral-voice
+             ("u4", "happy", "neutral"), ("u5", "happy", "happy")]                      # neutral-text, congruent
+    rows = []
+    for cond, follow in (("text@0%", 2), ("voice@0%", 1)):
+        for seed in (0, 1):
+            for u, a, s in items:
+                rows.append({"utt_id": u, "condition": cond, "pred": (u, a, s)[follow], "acoustic_label": a,
+                             "semantic_label": s, "arm": cond.split("@")[0], "semantic": "text-minilm",
+                             "acoustic_norm": "speaker", "conflict_mix": 0.0, "n_train": 10, "train_seed": seed,
+                             "train_accuracy": 0.9 + 0.05 * seed, "train_loss": 0.1})
+    tab = {r["arm"]: r for r in fas_table(pd.DataFrame(rows), n_boot=50)}
+    t, v = tab["text"], tab["voice"]
+    assert t["n_test"] == 4 and t["n_emotional_conflict"] == 2 and t["n_seeds"] == 2
+    assert t["follows_text_emotional_conflict"] == 1.0 and t["follows_text"] == 1.0 and t["follows_voice"] == 0.0
+    assert v["follows_text_emotional_conflict"] == 0.0 and v["follows_voice"] == 1.0
+    assert t["accuracy_congruent"] == 1.0 and t["train_accuracy"] == pytest.approx(0.925)
+    assert t["train_accuracy_min"] == pytest.approx(0.9)
+    assert t["follows_text_ci"][0] <= 1.0 <= t["follows_text_ci"][1] + 1e-12
