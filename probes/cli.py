@@ -34,7 +34,7 @@ class CLIError(Exception):
 
 
 # user errors of modules loaded lazily (their classes are known by name so that no import is needed)
-USER_ERRORS = {"ModelLoadError", "ModelPathError", "CueError", "MissingInstrument", "SynthError"}
+USER_ERRORS = {"ModelLoadError", "ModelPathError", "CueError", "MissingInstrument", "SynthError", "RayBackendError"}
 
 
 def _parse_shard(s: str | None):
@@ -182,20 +182,33 @@ def _load_model(model_cls, args):
         from probes.models.loading import check_model_path
 
         check_model_path(args.model_path)
-    if args.checkpoint:
-        ck = Path(args.checkpoint)
-        if not ck.exists():
-            raise CLIError(f"{ck}: --checkpoint file not found; train one with `probe fas train` or give its path.")
-        if ck.is_dir():
-            raise CLIError(f"{ck}: --checkpoint is a folder; give the .safetensors file inside it.")
+    if args.checkpoint and not Path(args.checkpoint).exists():
+        raise CLIError(f"{args.checkpoint}: --checkpoint not found; give the checkpoint folder, or train one with `probe fas train`.")
     try:
         return model_cls.from_cli(**opts)
     except Exception as e:
         if args.checkpoint and (type(e).__name__ == "SafetensorError" or "safetensors" in type(e).__module__
-                                or "deserializ" in str(e).lower() or "header" in str(e).lower()):
-            raise CLIError(f"{args.checkpoint}: not a readable safetensors checkpoint ({_first_line(e)}); it is probably "
-                           "truncated: copy it again or retrain it (`probe fas train`).") from None
+                                or "deserializ" in str(e).lower()):
+            ck = Path(args.checkpoint)
+            weights = ck / "model.safetensors" if ck.is_dir() else ck
+            raise CLIError(f"{weights}: not a readable safetensors file ({_first_line(e)}); it is probably truncated "
+                           "(a copy or a save cut short): copy it again, or retrain it with `probe fas train`.") from None
         raise
+
+
+def _ray_settings(args):
+    """The Ray settings of ``--backend ray`` (None for a local run), checked before any work."""
+    if getattr(args, "backend", "local") != "ray":
+        return None
+    from probes.backends.ray_backend import RaySettings
+
+    st = RaySettings(address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                     gpus_per_worker=args.gpus_per_worker, block_size=args.block_size)
+    try:
+        st.check()
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    return st
 
 
 def _first_line(e: BaseException) -> str:
@@ -221,15 +234,30 @@ def cmd_run(args) -> int:
     dataset = Path(args.data).resolve().parent.name if Path(args.data).suffix else Path(args.data).name
     out = Path(args.out) if args.out else default_run_dir(args.probe, args.model, dataset)
     _check_out(out)
-    model = _load_model(model_cls, args)
+    ray_settings = _ray_settings(args)  # checked before any model loads
     extra = {"model_options": {k: v for k, v in model_options(args).items() if k not in ("device",)},
              "too_long": args.too_long}
     if label_map:
         extra["label_map"] = label_map
-    run_probe(probe, model, data, out, seed=args.seed, batch_size=args.batch_size, strict=args.strict,
-              shard=shard, limit=args.limit, progress=not args.quiet, too_long=args.too_long, extra_manifest=extra)
+    run_kw = dict(seed=args.seed, batch_size=args.batch_size, strict=args.strict, shard=shard, limit=args.limit,
+                  progress=not args.quiet, too_long=args.too_long, extra_manifest=extra)
+    if ray_settings is not None:
+        from probes.backends.ray_backend import run_on_ray
+
+        if args.model_path and not args.tiny:
+            from probes.models.loading import check_model_path
+
+            check_model_path(args.model_path)
+        _, stats = run_on_ray(probe, args.model, model_options(args), data, out, ray_settings, **run_kw)
+        print(f"ray: {stats.get('blocks', 0)} block(s) on {ray_settings.workers} replica(s), "
+              f"{stats.get('dead_workers', 0)} replica(s) replaced, {stats.get('retried_blocks', 0)} block(s) retried")
+        model = None
+    else:
+        model = _load_model(model_cls, args)
+        run_probe(probe, model, data, out, **run_kw)
     print(f"run folder: {out}")
-    if model.weights == "random":
+    weights = model.weights if model is not None else json.loads((out / "manifest.json").read_text()).get("weights")
+    if weights == "random":
         print("note: this model has RANDOM weights (a tiny test instance); its numbers are not results.")
     _print_metrics(out)
     from probes.store import iter_rows
@@ -529,6 +557,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--too-long", choices=["error", "truncate"], default="error",
                    help="audio longer than the model accepts: an error row (default) or cut to fit")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = s.add_argument_group("distributed runs (docs/distributed.md)")
+    g.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="where the units run: here (default) or on a Ray cluster (pip install 'dissonance[ray]')")
+    g.add_argument("--address", help="Ray: 'auto' (this node's cluster) or ray://HOST:10001; default: a local Ray on this machine")
+    g.add_argument("--workers", type=int, default=2, help="Ray: model replicas, one model each (default 2)")
+    g.add_argument("--cpus-per-worker", type=float, default=1.0, help="Ray: CPU cores reserved per replica")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, help="Ray: GPUs per replica (0.5 packs two on one GPU)")
+    g.add_argument("--block-size", type=int, default=8, help="Ray: utterances per block, the unit of scheduling and retry")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("score", help="score a predictions table or a run folder")
@@ -596,6 +632,11 @@ def main(argv: list[str] | None = None) -> int:
             FileNotFoundError, NotImplementedError) as e:
         print(f"probe: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `probe ... | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:
         from probes.store import explain_os_error
 
@@ -606,11 +647,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"probe: error: {e}", file=sys.stderr)
             return 2
         raise
-    except BrokenPipeError:  # `probe ... | head`: the reader left; not an error of ours
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         print("probe: interrupted; run the same command again to resume.", file=sys.stderr)
         return 130
