@@ -254,6 +254,8 @@ def paired_bootstrap(columns: Sequence[np.ndarray], statistic: Callable[..., np.
     A resample in which a metric is undefined (NaN: no item of its kind drawn) is left out of
     that metric's interval. Fewer than two items: no interval ([None, None]).
     """
+    # scipy's bootstrap, measured against the hand-written loop it replaced on one EMIS model (1,248
+    # items, 1,000 resamples): 0.52 s for 14 intervals vs 0.87 s for 6 (docs/vocabulary.md).
     from scipy.stats import bootstrap
 
     cols = [np.asarray(c) for c in columns]
@@ -620,3 +622,240 @@ def run_extra_labels(run_dir: str | Path) -> dict[str, str]:
 
 def _clean(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+
+
+# ==================================================================================================
+# Distributions against soft labels (issue 14; appended by the "tts" helper, tests: tests/test_soft_metrics.py)
+#
+# A soft label is the annotators' distribution over the labels of one utterance (manifest columns
+# ``soft_<label>``, votes or shares; rows are normalised to sum to one). A prediction is a
+# distribution over the same labels (a row's ``probs``, or a self-consistency vote share). All
+# divergences are in bits (log base 2), so JS lies in [0, 1].
+#
+# - ``js_divergence``: Jensen-Shannon divergence between prediction and annotation (symmetric);
+# - ``kl_to_soft``: KL(annotation || prediction), the surprise of the model at the annotators'
+#   votes; the prediction is floored at ``eps`` (and renormalised) so that a zero where the
+#   annotators voted gives a large finite number, not infinity;
+# - ``brier``: sum over labels of the squared difference (0 = equal, 2 = disjoint one-hots);
+# - ``expected_calibration_error``: confidence = the prediction's top probability, accuracy = the
+#   annotators' share of that label (for a one-hot annotation: 1 if right, else 0, the usual ECE);
+#   equal-width bins on [0, 1], weighted by their item count;
+# - ``top2_agreement``: the two most probable labels of prediction and annotation are the same
+#   set (``top1_in_top2``: the predicted label is one of the annotators' two most voted);
+#   ties are broken by label order;
+# - entropies of the prediction and of the annotation (bits), and their mean absolute gap;
+# - accuracy against the majority label (items whose annotation has a unique top label).
+# ==================================================================================================
+SOFT_PREFIX = "soft_"
+SOFT_KEYS = ("n_soft", "js", "kl_to_soft", "brier", "ece", "top2_agreement", "top1_in_top2",
+             "entropy_pred", "entropy_soft", "entropy_gap", "accuracy_majority", "n_majority")
+
+
+def soft_label_columns(df) -> list[str]:
+    """The manifest's ``soft_<label>`` columns, in column order."""
+    return [c for c in df.columns if str(c).startswith(SOFT_PREFIX) and len(str(c)) > len(SOFT_PREFIX)]
+
+
+def soft_labels(df, labels: Sequence[str] | None = None, *, where: str = "manifest") -> tuple[tuple[str, ...], np.ndarray]:
+    """Per row the annotation distribution from the ``soft_<label>`` columns. -> (labels, [n, k])
+
+    ``labels`` fixes the order (a label without a column counts zero votes); by default the
+    columns' own. A row whose soft cells are all empty (no annotation) is a row of NaN; a negative
+    or non-numeric cell, or a soft column for no label of ``labels`` that holds votes, raises one
+    ValueError naming the row and column.
+    """
+    cols = soft_label_columns(df)
+    own = tuple(str(c)[len(SOFT_PREFIX):] for c in cols)
+    labels = tuple(labels) if labels is not None else own
+    out = np.full((len(df), len(labels)), np.nan)
+    ids = df["utt_id"].astype(str).tolist() if "utt_id" in df else [str(i) for i in range(len(df))]
+    for r in range(len(df)):
+        vals = np.zeros(len(labels))
+        seen = False
+        for c, lab in zip(cols, own):
+            cell = df[c].iloc[r]
+            if cell is None or (isinstance(cell, float) and math.isnan(cell)) or str(cell).strip() == "":
+                continue
+            try:
+                v = float(cell)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: row {ids[r]!r}, column {c}: {cell!r} is not a number "
+                                 "(soft-label cells hold vote counts or shares)") from None
+            if v < 0 or math.isnan(v):
+                raise ValueError(f"{where}: row {ids[r]!r}, column {c}: {v} is negative; soft labels are votes or shares")
+            seen = True
+            if lab in labels:
+                vals[labels.index(lab)] += v
+            elif v > 0:
+                raise ValueError(f"{where}: row {ids[r]!r}, column {c}: votes for {lab!r}, which is not one of the "
+                                 f"labels scored ({', '.join(labels)}); map it or drop the column")
+        if seen and vals.sum() > 0:
+            out[r] = vals / vals.sum()
+    return labels, out
+
+
+def _dist(x) -> np.ndarray:
+    a = np.atleast_2d(np.asarray(x, dtype=float))
+    if (a < -1e-12).any():
+        raise ValueError("distributions must be non-negative")
+    s = a.sum(1, keepdims=True)
+    if (s <= 0).any():
+        raise ValueError("every distribution needs some mass (a row sums to zero)")
+    return a / s
+
+
+def _xlogy2(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x > 0, x * np.log2(np.where(x > 0, x, 1.0) / np.where(y > 0, y, 1.0)), 0.0)
+
+
+def entropy_bits(p) -> np.ndarray:
+    """Entropy (bits) of each row. # [n, k] -> [n]"""
+    p = _dist(p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0).sum(1)
+
+
+def js_divergence(pred, soft) -> np.ndarray:
+    """Jensen-Shannon divergence (bits, in [0, 1]) per row. # [n, k] x [n, k] -> [n]"""
+    p, q = _dist(pred), _dist(soft)
+    m = 0.5 * (p + q)
+    return np.clip(0.5 * _xlogy2(p, m).sum(1) + 0.5 * _xlogy2(q, m).sum(1), 0.0, 1.0)
+
+
+def kl_to_soft(pred, soft, eps: float = 1e-6) -> np.ndarray:
+    """KL(annotation || prediction) in bits per row; the prediction floored at ``eps``. # -> [n]"""
+    p = _dist(np.maximum(_dist(pred), eps))
+    q = _dist(soft)
+    return _xlogy2(q, p).sum(1)
+
+
+def brier(pred, soft) -> np.ndarray:
+    """Multi-class Brier score per row: sum over labels of (prediction - annotation)^2. # -> [n]"""
+    return ((_dist(pred) - _dist(soft)) ** 2).sum(1)
+
+
+def expected_calibration_error(pred, soft, n_bins: int = 10) -> float:
+    """ECE with equal-width confidence bins; accuracy = the annotation's share of the predicted label."""
+    p, q = _dist(pred), _dist(soft)
+    top = p.argmax(1)
+    conf = p[np.arange(len(p)), top]
+    acc = q[np.arange(len(q)), top]
+    # bin b holds conf in (b/n, (b+1)/n]; conf 0 goes to bin 0
+    b = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+    err = 0.0
+    for k in range(n_bins):
+        sel = b == k
+        if sel.any():
+            err += sel.mean() * abs(conf[sel].mean() - acc[sel].mean())
+    return float(err)
+
+
+def _top2(a: np.ndarray) -> np.ndarray:
+    return np.argsort(-a, axis=1, kind="stable")[:, :2]
+
+
+def top2_agreement(pred, soft) -> np.ndarray:
+    """1.0 where the two most probable labels of prediction and annotation are the same set. # -> [n]"""
+    tp, tq = _top2(_dist(pred)), _top2(_dist(soft))
+    return np.array([float(set(a) == set(b)) for a, b in zip(tp, tq)])
+
+
+def top1_in_top2(pred, soft) -> np.ndarray:
+    """1.0 where the predicted label is one of the annotation's two most voted. # -> [n]"""
+    p, tq = _dist(pred), _top2(_dist(soft))
+    return np.array([float(a in b) for a, b in zip(p.argmax(1), tq)])
+
+
+def majority_labels(soft, labels: Sequence[str]) -> list[str | None]:
+    """The annotation's unique most voted label per row, None on a tie or a missing (NaN) row."""
+    out: list[str | None] = []
+    for row in np.atleast_2d(np.asarray(soft, dtype=float)):
+        if np.isnan(row).any() or row.sum() <= 0:
+            out.append(None)
+            continue
+        top = np.flatnonzero(np.isclose(row, row.max()))
+        out.append(labels[int(top[0])] if len(top) == 1 else None)
+    return out
+
+
+def soft_scores(pred, soft, labels: Sequence[str], pred_labels: Sequence | None = None, *, n_bins: int = 10) -> dict:
+    """Every distribution metric over the rows that have both a prediction and a soft label.
+
+    ``pred``: [n, k] prediction distributions (rows of NaN = none given); ``soft``: [n, k] soft
+    labels (NaN = unannotated); ``pred_labels``: the predicted labels for accuracy against the
+    majority label (default: the prediction's argmax). Means over rows; ``n_soft`` rows scored.
+    """
+    pred = np.atleast_2d(np.asarray(pred, dtype=float))
+    soft = np.atleast_2d(np.asarray(soft, dtype=float))
+    if pred.shape != soft.shape or pred.shape[1] != len(labels):
+        raise ValueError(f"soft_scores: prediction {pred.shape} and soft labels {soft.shape} must both be [n, {len(labels)}]")
+    ok = ~np.isnan(pred).any(1) & ~np.isnan(soft).any(1) & (np.nan_to_num(pred).sum(1) > 0) & (np.nan_to_num(soft).sum(1) > 0)
+    out: dict = {"n_soft": int(ok.sum())}
+    if pred_labels is None:
+        pred_labels = [labels[int(i)] if good else None for i, good in zip(np.nan_to_num(pred).argmax(1), ok)]
+    maj = majority_labels(soft, labels)
+    has = [m is not None for m in maj]
+    out["n_majority"] = int(sum(has))
+    out["accuracy_majority"] = (float(np.mean([p == m for p, m, h in zip(pred_labels, maj, has) if h]))
+                                if any(has) else float("nan"))
+    if not ok.any():
+        out.update({k: float("nan") for k in SOFT_KEYS if k not in out})
+        return out
+    p, q = pred[ok], soft[ok]
+    hp, hq = entropy_bits(p), entropy_bits(q)
+    out.update(js=float(js_divergence(p, q).mean()), kl_to_soft=float(kl_to_soft(p, q).mean()),
+               brier=float(brier(p, q).mean()), ece=expected_calibration_error(p, q, n_bins),
+               top2_agreement=float(top2_agreement(p, q).mean()), top1_in_top2=float(top1_in_top2(p, q).mean()),
+               entropy_pred=float(hp.mean()), entropy_soft=float(hq.mean()), entropy_gap=float(np.abs(hp - hq).mean()))
+    return out
+
+
+def prediction_matrix(rows, labels: Sequence[str], column: str = "probs") -> np.ndarray:
+    """Rows' ``probs`` dicts as an [n, k] array in ``labels`` order; NaN rows where none was given."""
+    out = np.full((len(rows), len(labels)), np.nan)
+    for i, d in enumerate(rows[column] if column in getattr(rows, "columns", ()) else [None] * len(rows)):
+        if isinstance(d, Mapping) and d:
+            out[i] = [float(d.get(l, 0.0) or 0.0) for l in labels]
+    return out
+
+
+def score_soft_run(run_dir: str | Path, manifest=None, *, column: str = "probs", by: str = "condition") -> dict:
+    """Distribution metrics of a run's rows against its manifest's soft labels, per condition.
+
+    ``manifest``: a Manifest (default: the run's own, from manifest.json's ``data``). Returns {}
+    when the manifest has no ``soft_<label>`` columns.
+    """
+    import json
+
+    from probes.store import read_rows
+
+    run_dir = Path(run_dir)
+    if manifest is None:
+        from probes.data.manifest import Manifest
+
+        info = json.loads((run_dir / "manifest.json").read_text())
+        manifest = Manifest.read(info["data"], check_audio=False)
+    mdf = manifest.df
+    if not soft_label_columns(mdf):
+        return {}
+    df = read_rows(run_dir)
+    if df.empty:
+        return {}
+    # the labels scored: the soft columns' own, then any other label the predictions give mass to
+    labels = [str(c)[len(SOFT_PREFIX):] for c in soft_label_columns(mdf)]
+    for d in (df[column] if column in df.columns else []):
+        if isinstance(d, Mapping):
+            labels += [k for k in d if k not in labels]
+    labels, soft = soft_labels(mdf, labels, where=str(getattr(manifest, "source", "manifest")))
+    index = {u: i for i, u in enumerate(mdf["utt_id"].astype(str))}
+    groups = df.groupby(by, sort=True) if by in df.columns else [("none", df)]
+    out: dict = {"labels": list(labels)}
+    for name, g in groups:
+        keep = [index.get(str(u)) for u in g["utt_id"]]
+        sel = [k is not None for k in keep]
+        g = g[sel]
+        s = soft[[k for k in keep if k is not None]]
+        preds = g["pred"].tolist() if "pred" in g else None
+        out[str(name)] = _clean(soft_scores(prediction_matrix(g, labels, column), s, labels, preds))
+    return out
