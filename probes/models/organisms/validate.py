@@ -1,0 +1,375 @@
+"""The instruments checked against the organisms: ``python -m probes.models.organisms.validate``.
+
+What it does: on the ``test`` split of the organisms' synthetic corpus (speakers and sentences
+never seen in training), for each organism
+1. the **causal ground truth**, with input-level interventions through ``adapter.predict``:
+   transcript dropped (``transcript=""``), transcript swapped (another test item's text with
+   another text label), audio span zeroed at the input embeddings, audio swapped (the same
+   sentence spoken with another voice emotion). Each gives the share of answers that change and,
+   for swaps, the share that moves to the donor's label, with bootstrap 95 % intervals;
+2. the **instruments**, run as ordinary probes through ``probes.probe.run_probe`` (so they take the
+   organism exactly as the CLI gives it): ``modality-ablation``, ``attention-share``,
+   ``linear-probe``, ``activation-patching`` (audio span), ``logit-lens``, ``attribution``;
+3. the table ``instrument | what the causal ground truth predicts | what it measured | agrees?``,
+   written to ``OUT/validation.md`` (and ``OUT/validation.json``); ``--doc`` also replaces the
+   table between the markers in docs/organisms.md.
+
+Run folders land in ``OUT/<organism>/<probe>`` (default OUT = runs/organisms). About 10-20 min
+on 2 busy cores; ``--limit N`` takes the first N test items (shuffled with the seed) per probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from probes.models.organisms.train import corpus, predict_labels, rate_ci, read_manifest
+
+ORGS = ("text-reliant", "voice-reliant")
+
+
+def _fmt(ci) -> str:
+    m, lo, hi = ci
+    return "-" if m != m else f"{m:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def _diff_ci(a, b, n_boot: int = 2000, seed: int = 0):
+    """Difference of two independent means with a bootstrap interval."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    d = a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1) - b[rng.integers(0, len(b), (n_boot, len(b)))].mean(1)
+    return float(a.mean() - b.mean()), float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
+
+
+# ------------------------------------------------------------------------------------ causal ground truth
+def donors(df, key_same: str | None, key_diff: str, seed: int) -> list[int | None]:
+    """For each row, a donor row index: same ``key_same`` (if given), different ``key_diff``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, r in df.iterrows():
+        ok = df[key_diff] != r[key_diff]
+        if key_same:
+            ok &= df[key_same] == r[key_same]
+        idx = np.flatnonzero(ok.to_numpy())
+        out.append(int(rng.choice(idx)) if len(idx) else None)
+    return out
+
+
+def causal(a, df, wavs, seed: int = 0) -> dict:
+    from probes.adapter import Edit
+    from probes.models.organisms.train import examples
+
+    df = df.reset_index(drop=True)
+    exs = examples(df, wavs)
+    base = predict_labels(a, exs)
+    out: dict = {"n": len(df)}
+    drop = predict_labels(a, [e.with_(transcript="") for e in exs])
+    out["transcript_dropped_changed"] = rate_ci(drop != base)
+    d = donors(df, None, "semantic_label", seed)
+    sw = predict_labels(a, [e.with_(transcript=df["text"][j]) for e, j in zip(exs, d)])
+    dl = df["semantic_label"].to_numpy()[d]
+    out["transcript_swapped_changed"] = rate_ci(sw != base)
+    out["transcript_swapped_follows_donor"] = rate_ci(sw == dl)
+    z = predict_labels(a, [e.with_(edits=(Edit(kind="ablate", span="audio", layer="input", mode="zero"),)) for e in exs])
+    out["audio_zeroed_changed"] = rate_ci(z != base)
+    d2 = donors(df, "sentence_id", "acoustic_label", seed)
+    keep = [i for i, j in enumerate(d2) if j is not None]
+    asw = predict_labels(a, [exs[i].with_(audio=exs[d2[i]].audio) for i in keep])
+    al = df["acoustic_label"].to_numpy()[[d2[i] for i in keep]]
+    out["audio_swapped_changed"] = rate_ci(asw != base[keep])
+    out["audio_swapped_follows_donor"] = rate_ci(asw == al)
+    conf = ((df["acoustic_label"] != df["semantic_label"]) & (df["semantic_label"] != "neutral")).to_numpy()
+    out["follows_text"] = rate_ci(base[conf] == df["semantic_label"].to_numpy()[conf])
+    out["follows_voice"] = rate_ci(base[conf] == df["acoustic_label"].to_numpy()[conf])
+    out["n_emotional_conflict"] = int(conf.sum())
+    out["_raw"] = {"drop_changed": (drop != base).astype(int).tolist(), "audio_changed": (z != base).astype(int).tolist()}
+    return out
+
+
+# ------------------------------------------------------------------------------------ instruments
+def run_instruments(a, name: str, man: Path, df_test, out: Path, *, limit: int | None, seed: int, log=print) -> dict:
+    from probes.data.manifest import Manifest
+    from probes.probe import run_probe
+    from probes.registry import PROBES
+
+    data = Manifest.read(man)
+    order = {u: k for k, u in enumerate(df_test["utt_id"])}
+    mask = data.df["utt_id"].isin(order)
+    data = data.subset(mask)
+    data.df = data.df.assign(_o=data.df["utt_id"].map(order)).sort_values("_o").drop(columns="_o").reset_index(drop=True)
+    plan = {
+        "modality-ablation": ({}, None),
+        "attention-share": ({}, None),
+        "linear-probe": ({"pools": ("last", "audio-mean")}, None),
+        "activation-patching": ({"spans": ("audio",)}, limit),
+        "logit-lens": ({}, None),
+        "attribution": ({"n_steps": 16}, limit),
+    }
+    dirs = {}
+    for probe, (opts, lim) in plan.items():
+        t0 = time.time()
+        d = out / name / probe
+        try:
+            p = PROBES[probe](**opts)
+        except TypeError:  # an option this version of the probe does not have
+            p = PROBES[probe](**{k: v for k, v in opts.items() if k != "pools"})
+        try:
+            run_probe(p, a, data, d, seed=seed, batch_size=16, progress=False, limit=lim)
+            dirs[probe] = d
+            log(f"  {name} {probe}: {time.time() - t0:.0f} s")
+        except Exception as e:  # an instrument that fails is reported, not hidden
+            dirs[probe] = e
+            log(f"  {name} {probe}: FAILED {type(e).__name__}: {e}")
+    return dirs
+
+
+def _rows(d):
+    from probes.store import read_rows
+
+    return read_rows(d)
+
+
+def _per_utt(df, metric, span=None, layer=None, col="value"):
+    q = df[df["metric"] == metric]
+    if span is not None:
+        q = q[q["span"] == span]
+    if layer is not None:
+        q = q[q["layer"] == layer]
+    return q.groupby("utt_id")[col].mean()
+
+
+def measure(dirs: dict) -> dict:
+    """What each instrument measured (means with bootstrap intervals over utterances)."""
+    m: dict = {}
+    d = dirs.get("modality-ablation")
+    if isinstance(d, Path):
+        r = _rows(d)
+        r = r[(r["acoustic_label"] != r["semantic_label"]) & (r["semantic_label"] != "neutral")]
+        for c in ("none", "audio-ablated", "audio-silenced", "transcript-swapped"):
+            q = r[r["condition"] == c]
+            m[f"ma.{c}.follows_text"] = rate_ci(q["pred"] == q["semantic_label"])
+            m[f"ma.{c}.follows_voice"] = rate_ci(q["pred"] == q["acoustic_label"])
+    d = dirs.get("attention-share")
+    if isinstance(d, Path):
+        r = _rows(d)
+        r = r[r["metric"] == "share"]
+        layers = sorted(r["layer"].unique())
+        for sp in ("audio", "transcript"):
+            v = r[r["span"] == sp].groupby("utt_id")["value"].mean()
+            m[f"att.{sp}"] = rate_ci(v.to_numpy())
+            m[f"att.{sp}.by_layer"] = [round(float(r[(r["span"] == sp) & (r["layer"] == l)]["value"].mean()), 3) for l in layers]
+    d = dirs.get("linear-probe")
+    if isinstance(d, Path):
+        import pandas as pd
+
+        for pool in ("last", "audio-mean"):
+            f = d / "probe-scores" / f"{pool}.csv"
+            if f.exists():
+                s = pd.read_csv(f)
+                for tgt in ("acoustic", "semantic"):
+                    q = s[s["target"] == tgt].sort_values("layer")
+                    m[f"lp.{pool}.{tgt}"] = [round(float(x), 3) for x in q["score"]]
+    d = dirs.get("activation-patching")
+    if isinstance(d, Path):
+        r = _rows(d)
+        r = r[(r["metric"] == "shift_norm") & (r["span"] == "audio")]
+        r = r[r["value"].notna()]
+        if len(r):
+            m["patch.input"] = rate_ci(r[r["layer"] == r["layer"].min()].groupby("utt_id")["value"].mean().clip(-1, 2))
+            m["patch.by_layer"] = [round(float(r[r["layer"] == l]["value"].mean()), 3) for l in sorted(r["layer"].unique())]
+    d = dirs.get("logit-lens")
+    if isinstance(d, Path):
+        r = _rows(d)
+        last = r["layer"].max()
+        for k in ("top_is_text", "top_is_voice"):
+            q = r[r["metric"] == k]
+            m[f"lens.{k}.by_layer"] = [round(float(q[q["layer"] == l]["value"].mean()), 3) for l in sorted(q["layer"].unique())]
+        q = r[(r["metric"] == "p_voice")]
+        if "top" in r.columns:
+            tops = r[r["metric"] == "p_voice"].pivot_table(index="utt_id", columns="layer", values="top", aggfunc="first")
+            final = tops[last]
+            first = [min([l for l in tops.columns if all(tops.loc[u, k] == final[u] for k in tops.columns if k >= l)]) for u in tops.index]
+            m["lens.settle_layer"] = rate_ci(np.array(first, float) / max(1, last))
+            m["lens.n_layers"] = int(last)
+    d = dirs.get("attribution")
+    if isinstance(d, Path):
+        r = _rows(d)
+        for meth in ("ig", "ablation"):
+            for sp in ("audio", "transcript"):
+                q = r[(r["method"] == meth) & (r["metric"] == "share") & (r["span"] == sp)]
+                if len(q):
+                    m[f"attr.{meth}.{sp}"] = rate_ci(q.groupby("utt_id")["value"].mean().to_numpy())
+    for k, v in list(m.items()):
+        if isinstance(v, tuple):
+            m[k] = [round(float(x), 3) for x in v]
+    return m
+
+
+# ------------------------------------------------------------------------------------ the table
+def _gt(c, k):
+    return _fmt(c[k])
+
+
+def _gap(x, y):
+    """x clearly above y: the intervals do not overlap."""
+    return x[1] > y[2]
+
+
+def table(gt: dict, ms: dict) -> tuple[str, list[dict]]:
+    T, V = "text-reliant", "voice-reliant"
+    gT, gV = gt[T], gt[V]
+    mT, mV = ms[T], ms[V]
+    words_more = _gap(gT["transcript_dropped_changed"], gV["transcript_dropped_changed"])
+    voice_more = _gap(gV["audio_zeroed_changed"], gT["audio_zeroed_changed"])
+    rows: list[dict] = []
+
+    def add(inst, pred, meas, agree):
+        rows.append({"instrument": inst, "prediction": pred, "measured": meas,
+                     "agrees": "-" if agree is None else ("yes" if agree else "**no**")})
+
+    def both(key, f=_fmt):
+        return f"TR {f(mT[key]) if key in mT else '-'}; VR {f(mV[key]) if key in mV else '-'}"
+
+    def ok(key_hi_org, key):
+        hi, lo = (mT, mV) if key_hi_org == T else (mV, mT)
+        if key not in hi or key not in lo:
+            return None
+        return bool(hi[key][1] > lo[key][2])
+
+    add("behaviour: follows-text on emotional-text conflict items (predict / modality-ablation `none`)",
+        "TR >> VR (TR's answers move with the transcript: " + f"{_fmt(gT['transcript_swapped_follows_donor'])} follow a swapped one, VR {_fmt(gV['transcript_swapped_follows_donor'])})",
+        both("ma.none.follows_text"), ok(T, "ma.none.follows_text"))
+    add("behaviour: follows-voice on the same items", "VR >> TR", both("ma.none.follows_voice"), ok(V, "ma.none.follows_voice"))
+    if "ma.audio-ablated.follows_text" in mT:
+        dT = mT["ma.audio-ablated.follows_text"][0] - mT["ma.none.follows_text"][0]
+        dV = mV["ma.audio-ablated.follows_voice"][0] - mV["ma.none.follows_voice"][0]
+        add("modality ablation: audio span zeroed (`audio-ablated`)",
+            f"VR loses its voice answers (GT: audio zeroing changes VR {_fmt(gV['audio_zeroed_changed'])}, TR {_fmt(gT['audio_zeroed_changed'])}); TR keeps following the text",
+            f"follows-voice VR {_fmt(mV['ma.none.follows_voice'])} -> {_fmt(mV['ma.audio-ablated.follows_voice'])}; "
+            f"follows-text TR {_fmt(mT['ma.none.follows_text'])} -> {_fmt(mT['ma.audio-ablated.follows_text'])}",
+            bool(dV < -0.2 and dT > -0.2))
+    if "ma.transcript-swapped.follows_text" in mT:
+        add("modality ablation: transcript swapped (`transcript-swapped`, follows-text vs the item's own text)",
+            "TR's follows-text collapses (its answers go with the donor's words); VR barely moves",
+            f"TR {_fmt(mT['ma.none.follows_text'])} -> {_fmt(mT['ma.transcript-swapped.follows_text'])}; "
+            f"VR {_fmt(mV['ma.none.follows_text'])} -> {_fmt(mV['ma.transcript-swapped.follows_text'])}",
+            bool(mT["ma.none.follows_text"][0] - mT["ma.transcript-swapped.follows_text"][0]
+                 > abs(mV["ma.none.follows_text"][0] - mV["ma.transcript-swapped.follows_text"][0]) + 0.2))
+    if "att.transcript" in mT:
+        add("attention share of the answer position on the transcript (mean over blocks, heads)",
+            "if attention tracked use: TR > VR" + ("" if words_more else " (GT does not separate them)"),
+            both("att.transcript"), ok(T, "att.transcript"))
+        add("attention share on the audio span", "if attention tracked use: VR > TR", both("att.audio"), ok(V, "att.audio"))
+    for pool, tgt, hi, what in (("last", "semantic", T, "the words' emotion at the answer position"),
+                                ("last", "acoustic", V, "the voice's emotion at the answer position"),
+                                ("audio-mean", "acoustic", None, "the voice's emotion in the audio span")):
+        k = f"lp.{pool}.{tgt}"
+        if k in mT:
+            last = lambda x: x[-1]  # noqa: E731
+            if hi is None:
+                pred = "present in both (the same frozen Whisper ear; the projector is trained in both)"
+                agree = bool(last(mT[k]) > 0.3 and last(mV[k]) > 0.3)
+            else:
+                pred = f"{'TR' if hi == T else 'VR'} > {'VR' if hi == T else 'TR'} at the last layer (what the answer reads)"
+                a_, b_ = (mT[k], mV[k]) if hi == T else (mV[k], mT[k])
+                agree = bool(last(a_) > last(b_) + 0.05)
+            add(f"linear probe: {what} (UAR by residual layer 0..L, held-out speakers x sentences)", pred,
+                f"TR {mT[k]}; VR {mV[k]}", agree)
+    if "patch.input" in mT:
+        add("activation patching: audio span from the same sentence in another voice emotion, at the input (shift_norm)",
+            "VR moves toward the source's voice label far more than TR", both("patch.input"), ok(V, "patch.input"))
+    if "lens.top_is_text.by_layer" in mT:
+        add("logit lens: last-layer top label = text label (share of conflict+congruent items, by layer)",
+            "TR's final layer names the text label far more often than VR's (no prediction for the middle layers)",
+            f"TR {mT['lens.top_is_text.by_layer']}; VR {mV['lens.top_is_text.by_layer']}",
+            bool(mT["lens.top_is_text.by_layer"][-1] > mV["lens.top_is_text.by_layer"][-1] + 0.2))
+    for meth in ("ig", "ablation"):
+        if f"attr.{meth}.transcript" in mT:
+            add(f"attribution ({meth}): share of the transcript span", "TR > VR", both(f"attr.{meth}.transcript"),
+                ok(T, f"attr.{meth}.transcript"))
+            add(f"attribution ({meth}): share of the audio span", "VR > TR", both(f"attr.{meth}.audio"), ok(V, f"attr.{meth}.audio"))
+    lines = ["| instrument | what the causal ground truth predicts (TR = text-reliant, VR = voice-reliant) | what it measured (mean [95 % CI]) | agrees? |",
+             "|---|---|---|---|"]
+    lines += [f"| {r['instrument']} | {r['prediction']} | {r['measured']} | {r['agrees']} |" for r in rows]
+    return "\n".join(lines), rows
+
+
+def gt_table(gt: dict) -> str:
+    keys = [("transcript_dropped_changed", "transcript dropped: answers changed"),
+            ("transcript_swapped_changed", "transcript swapped: answers changed"),
+            ("transcript_swapped_follows_donor", "transcript swapped: answer = donor's text label"),
+            ("audio_zeroed_changed", "audio span zeroed: answers changed"),
+            ("audio_swapped_changed", "audio swapped (same sentence, other voice): answers changed"),
+            ("audio_swapped_follows_donor", "audio swapped: answer = donor's voice label"),
+            ("follows_text", "follows-text, emotional-text conflict items"),
+            ("follows_voice", "follows-voice, same items")]
+    orgs = list(gt)
+    lines = ["| intervention (test split) | " + " | ".join(orgs) + " |", "|---|" + "---|" * len(orgs)]
+    lines += [f"| {label} | " + " | ".join(_fmt(gt[o][k]) for o in orgs) + " |" for k, label in keys]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from probes.models.organisms import load
+    from probes.models.organisms.train import load_wavs
+
+    ap = argparse.ArgumentParser(prog="python -m probes.models.organisms.validate", description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus", help="synthetic corpus folder (default .cache/dissonance/organisms/corpus)")
+    ap.add_argument("--out", default="runs/organisms")
+    ap.add_argument("--limit", type=int, default=64, help="test items for the slow probes (patching, attribution)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n", type=int, help="only the first N test items (shuffled with the seed; a quick look)")
+    ap.add_argument("--weights", help="folder of the organisms' weights (default: the committed ones)")
+    ap.add_argument("--skip-instruments", action="store_true", help="only the causal ground truth")
+    ap.add_argument("--doc", action="store_true", help="also write the tables into docs/organisms.md")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    t0 = time.time()
+    man = corpus(Path(args.corpus) if args.corpus else None)
+    df = read_manifest(man)
+    te = df[df["split"] == "test"].sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
+    if args.n:
+        te = te.iloc[: args.n].reset_index(drop=True)
+    wavs = load_wavs(man, te)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    gt, ms = {}, {}
+    for name in ORGS:
+        a = load("qwen2-audio", name, weights_dir=args.weights)
+        a.cache_size = max(a.cache_size, len(te) + 8)
+        gt[name] = causal(a, te, wavs, seed=args.seed)
+        print(f"{name}: causal ground truth done ({time.time() - t0:.0f} s)", flush=True)
+        if not args.skip_instruments:
+            dirs = run_instruments(a, name, man, te, out, limit=args.limit, seed=args.seed,
+                                   log=lambda s: print(s, flush=True))
+            ms[name] = measure(dirs)
+            ms[name]["_failed"] = {k: f"{type(v).__name__}: {v}" for k, v in dirs.items() if isinstance(v, Exception)}
+    raw = {k: v.pop("_raw") for k, v in gt.items()}
+    md = ["## Causal ground truth", "", gt_table(gt), ""]
+    if ms:
+        tab, rows = table(gt, ms)
+        md += ["## Instruments against it", "", tab, ""]
+    text = "\n".join(md)
+    (out / "validation.md").write_text(text + "\n")
+    (out / "validation.json").write_text(json.dumps({"ground_truth": gt, "measured": ms, "raw": raw}, indent=1, default=str))
+    print(text)
+    if args.doc:
+        doc = Path(__file__).resolve().parents[3] / "docs" / "organisms.md"
+        s = doc.read_text()
+        a_, b_ = "<!-- validation:begin -->", "<!-- validation:end -->"
+        if a_ in s and b_ in s:
+            s = s[: s.index(a_) + len(a_)] + "\n" + text + "\n" + s[s.index(b_):]
+            doc.write_text(s)
+            print(f"wrote the tables into {doc}")
+    print(f"done in {time.time() - t0:.0f} s; run folders under {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
