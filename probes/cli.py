@@ -34,7 +34,9 @@ class CLIError(Exception):
 
 
 # user errors of modules loaded lazily (their classes are known by name so that no import is needed)
-USER_ERRORS = {"ModelLoadError", "ModelPathError", "CueError", "MissingInstrument", "SynthError", "RayBackendError"}
+USER_ERRORS = {"ManifestError", "LabelError", "RegistryError", "RunError", "AudioError", "OptionError",
+               "ModelLoadError", "ModelPathError", "CueError", "MissingInstrument", "SynthError", "DesignError",
+               "RayBackendError"}
 
 
 def _parse_shard(s: str | None):
@@ -89,7 +91,9 @@ def catalog(what: str) -> dict[str, str]:
         for pkg in _REGISTRY_PACKAGES[what]:
             spec = importlib.util.find_spec(pkg)
             for loc in (spec.submodule_search_locations or []) if spec else []:
-                for f in sorted(Path(loc).rglob("*.py")):
+                for f in sorted(Path(loc).rglob("*")):  # sources, and data a module may register from
+                    if "__pycache__" in f.parts or f.is_dir():
+                        continue
                     st = f.stat()
                     key.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
     except (ImportError, OSError, ValueError):
@@ -374,6 +378,11 @@ def cmd_score(args) -> int:
         print(json.dumps(res, indent=2))
         return 0
     print_score_tables(res, parse=parse, ci=args.ci)
+    from probes.metrics import corpus_notes
+
+    for c in corpus_notes(df).get("neutral_text_by_design", []):
+        print(f"note: {c}'s sentences are neutral by design: its conflict items are all neutral-text items "
+              "(read neutral_pull), not words against voice.")
     return 0
 
 
@@ -472,6 +481,14 @@ def cmd_demo(args) -> int:
 
 
 # ---------------------------------------------------------------------------------- parser
+def _preset_name(value: str) -> str:
+    """--preset, checked when given (the presets live in probes.metrics, which loads numpy)."""
+    names = sorted(k for k in _score_presets() if k != "run")
+    if value not in names:
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(names)})")
+    return value
+
+
 class _RunHelp(argparse.Action):
     """``probe run --help`` lists the probes; ``probe run PROBE --help`` that probe's --set options."""
 
@@ -569,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("score", help="score a predictions table or a run folder")
     s.add_argument("file", help="a predictions CSV/JSONL, or a run folder")
-    s.add_argument("--preset", choices=sorted(k for k in _score_presets() if k != "run"),
+    s.add_argument("--preset", type=_preset_name, metavar="{emis}",
                    help="column mapping (and parse policy) of a known table: emis = the EMIS study's result tables")
     s.add_argument("--pred", help="column of the model's answers")
     s.add_argument("--acoustic", help="column of the voice's (acoustic) labels: the ground truth")
@@ -617,19 +634,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from probes.audio import AudioError
-    from probes.data.manifest import ManifestError
-    from probes.labels import LabelError
-    from probes.registry import RegistryError
-    from probes.store import RunError
-
-    from probes.options import OptionError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ManifestError, LabelError, RegistryError, RunError, AudioError, OptionError,
-            FileNotFoundError, NotImplementedError) as e:
+    except (CLIError, FileNotFoundError, NotImplementedError) as e:
         print(f"probe: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `probe ... | head`: the reader left; not an error of ours
@@ -643,7 +651,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"probe: error: {explain_os_error(e, e.filename or '.')}", file=sys.stderr)
         return 2
     except Exception as e:
-        if type(e).__name__ in USER_ERRORS:  # raised by modules this file does not import eagerly
+        # user errors are known by class name, so that `probe list` and `probe --help` import
+        # neither numpy nor pandas (the modules that define them load only when used)
+        if any(c.__name__ in USER_ERRORS for c in type(e).__mro__):
             print(f"probe: error: {e}", file=sys.stderr)
             return 2
         raise

@@ -202,3 +202,39 @@ def test_compare_conditions_paired_deltas_and_mcnemar():
     assert c["delta_follows_voice"] == pytest.approx(0.75) and c["delta_follows_text"] == pytest.approx(-0.75)
     assert (c["mcnemar"]["b"], c["mcnemar"]["c"], c["mcnemar"]["method"]) == (0, 30, "chi2-cc")
     assert c["mcnemar_text"]["b"] == 30
+
+
+def test_probe_score_prints_each_conflict_type_with_invalid_counts(tmp_path, capsys):
+    import pandas as pd
+
+    from probes.cli import main
+
+    rows = [{"txt_emo": t, "txt_cond": "x", "wav_emo": w, "pred_emo": p, "slm": "m"} for t, w, p in [
+        ("happy", "angry", "happy"), ("sad", "angry", "angry"), ("neutral", "sad", "neutral"),
+        ("happy", "neutral", "happy"), ("sad", "sad", "sadness"), ("happy", "happy", "happy (i am happy)")]]
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    assert main(["score", str(tmp_path / "t.csv"), "--preset", "emis"]) == 0
+    out = capsys.readouterr().out
+    for title in ("emotional-conflict", "neutral-text", "neutral-voice", "pooled"):
+        assert title in out
+    assert out.count("invalid") >= 4 and "parsed 'strict'" in out
+    assert main(["score", str(tmp_path / "t.csv"), "--preset", "emis", "--json"]) == 0
+    r = __import__("json").loads(capsys.readouterr().out)["m"]
+    assert r["invalid"] == 2 and r["parse"] == "strict"  # "sadness" and the echo are not one label word
+    assert (r["follows_text_emotional_conflict"], r["neutral_pull"], r["follows_text_neutral_voice"]) == (0.5, 1.0, 1.0)
+    assert main(["score", str(tmp_path / "t.csv"), "--preset", "emis", "--parse", "lenient", "--json"]) == 0
+    assert __import__("json").loads(capsys.readouterr().out)["m"]["invalid"] == 0
+
+
+@pytest.mark.corpus
+def test_emis_reproduces_the_study_valid_count_and_issue_figures(shared_data):
+    import pandas as pd
+
+    df = pd.read_csv(shared_data / "emis-predictions" / "aggregated_results_v4_fullLabel.csv", dtype=str, keep_default_na=False)
+    df = M.apply_preset(df, "emis")
+    strict = M.score_frame(df, group="model", parse="strict")
+    assert sum(r["n"] - r["invalid"] for r in strict.values()) == 4978
+    lenient = M.score_frame(df, group="model", parse="lenient")
+    assert {m: round(r["follows_text_emotional_words"], 3) for m, r in lenient.items()} == \
+        {"desta2": 0.922, "flamingo3": 0.852, "qwen": 0.842, "salmonn": 0.536}
+    assert round(strict["flamingo3"]["neutral_pull"], 2) == 0.76 and round(strict["salmonn"]["neutral_pull"], 2) == 0.82
