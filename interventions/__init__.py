@@ -11,6 +11,13 @@ in its own module; ``probe list interventions`` lists them, docs/interventions.m
 - ``cli``: the ``probe cues`` subcommand.
 """
 
-from interventions.base import Intervention, rng_for
-
 __all__ = ["Intervention", "rng_for"]
+
+
+def __getattr__(name: str):
+    # lazy: `probe --help` imports interventions.cli, which must not load numpy through this file
+    if name in __all__:
+        from interventions import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'interventions' has no attribute {name!r}")

@@ -88,3 +88,126 @@ def test_score_real_emis_tables(shared_data, capsys):
     # the older table has raw free-text answers: they are parsed or counted invalid, never dropped
     v3 = _json_out(capsys, ["score", str(shared_data / "emis-predictions" / "aggregated_results_v3.csv"), "--json"])
     assert all(s["n"] == 1248 for s in v3.values())
+
+
+# ---- issue 11: the command line ---------------------------------------------------------------
+def _walk(parser, path):
+    import argparse
+
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for name, sp in a.choices.items():
+                yield from _walk(sp, path + [name])
+        elif not isinstance(a, argparse._HelpAction):
+            yield path, a
+
+
+def test_every_option_has_a_line_of_help():
+    from probes.cli import build_parser
+
+    # `probe fas ...` belongs to fas/cli.py and is checked there
+    missing = [(" ".join(p), a.option_strings or a.dest) for p, a in _walk(build_parser(), ["probe"])
+               if not a.help and p[1:2] != ["fas"]]
+    assert missing == []
+
+
+def test_run_help_lists_the_probes(capsys):
+    from probes.registry import PROBES
+
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in PROBES.names():
+        assert f"\n  {name} " in out
+    assert "--too-long" in out and "--seed" in out
+
+
+def test_run_probe_help_lists_its_options_with_types_and_defaults(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "token-shuffle", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "options of probe token-shuffle" in out
+    assert "cue_template  (str, default \"brackets\")" in out and "One of: brackets" in out
+    assert "n_levels  (int, default 3)" in out and "levels per cue concept" in out
+
+
+def test_the_catalog_is_what_the_registries_hold(tmp_path, monkeypatch):
+    from probes.cli import catalog
+    from probes.registry import MODELS, PROBES, summary
+
+    monkeypatch.setenv("DISSONANCE_CACHE", str(tmp_path))
+    for what, reg in (("models", MODELS), ("probes", PROBES)):
+        want = {n: summary(o) for n, o in reg.items()}
+        assert catalog(what) == want        # computed
+        assert (tmp_path / f"catalog-{what}.json").exists()
+        assert catalog(what) == want        # from the cache
+
+
+def test_list_models_imports_no_numpy_once_the_catalog_is_cached(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DISSONANCE_CACHE": str(tmp_path), "PYTHONPATH": str(root)}
+    code = ("import sys; from probes.cli import main; main(['list', 'models']); "
+            "print('HEAVY', sorted(m for m in ('numpy', 'pandas', 'torch', 'transformers') if m in sys.modules))")
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "text-oracle" in second.stdout and second.stdout.split("HEAVY")[0] == first.stdout.split("HEAVY")[0]
+    assert "HEAVY []" in second.stdout
+
+
+def test_organism_reaches_the_model_options(tiny_manifest, tmp_path, monkeypatch):
+    from probes.models.oracles import VoiceOracle
+    from probes.registry import MODELS
+
+    seen = {}
+
+    class Spy(VoiceOracle):
+        @classmethod
+        def from_cli(cls, **kw):
+            seen.update(kw)
+            return cls()
+
+    MODELS.discover()
+    monkeypatch.setitem(MODELS._entries, "spy", Spy)
+    out = tmp_path / "run"
+    assert main(["run", "predict", "--model", "spy", "--organism", "text-reliant", "--data", str(tiny_manifest),
+                 "--out", str(out), "--quiet"]) == 0
+    assert seen.get("organism") == "text-reliant"
+    assert json.loads((out / "manifest.json").read_text())["model_options"]["organism"] == "text-reliant"
+
+
+def test_progress_bar_shows_no_estimate_before_warmup():
+    import io
+
+    from probes.progress import progress_bar
+
+    f = io.StringIO()
+    with progress_bar(total=100, desc="x", file=f, mininterval=0, miniters=1, warmup=3) as bar:
+        for _ in range(3):
+            bar.update(1)
+        early = f.getvalue()
+        for _ in range(5):
+            bar.update(1)
+    late = f.getvalue()[len(early):]
+    assert "<?" in early and "s/unit" not in early and "unit/s" not in early
+    assert "<?" not in late.split("\r")[-1]
+
+
+def test_demo_output_is_quiet(recwarn):
+    import warnings
+
+    from probes.progress import quiet_libraries
+
+    quiet_libraries()
+    warnings.warn("constrained_layout not applied because axes sizes collapsed to zero.", UserWarning)
+    assert not [w for w in recwarn if "constrained_layout" in str(w.message)]
+    from transformers.utils import logging as tlog
+
+    quiet_libraries()
+    assert not tlog.is_progress_bar_enabled()
