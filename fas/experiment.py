@@ -170,6 +170,8 @@ class FASConflict(Probe):
     checkpoints: bool = True         # save the first seed's query-arm checkpoints under checkpoints/
     threads: int = 1                 # torch threads while training (one beats two here: docs/fas.md)
     workers: int = 2                 # feature extraction processes
+    query_mixes: str = ""            # mixes for the arms with a query block (FAS: the slow ones); "" = mixes
+    query_seeds: int = 0             # seeds for those arms; 0 = seeds
 
     def __post_init__(self):
         for label in self.arm_labels:
@@ -187,8 +189,17 @@ class FASConflict(Probe):
     def rates(self) -> list[float]:
         return [float(x) / 100 for x in _split_list(self.mixes)]
 
+    @staticmethod
+    def _is_query_arm(label: str) -> bool:
+        return parse_arm(label).arm in ("fas", "fas-no-topk")
+
     def conditions(self) -> list[str]:
-        return [condition_name(a, r) for r in self.rates for a in self.arm_labels]
+        q_rates = [float(x) / 100 for x in _split_list(self.query_mixes)] or self.rates
+        return [condition_name(a, r) for r in sorted(set(self.rates) | set(q_rates)) for a in self.arm_labels
+                if r in (q_rates if self._is_query_arm(a) else self.rates)]
+
+    def n_seeds(self, cond: str) -> int:
+        return (self.query_seeds or self.seeds) if self._is_query_arm(cond.rpartition("@")[0]) else self.seeds
 
     def plan(self, data) -> list[WorkItem]:
         df = data.df
@@ -200,7 +211,7 @@ class FASConflict(Probe):
             raise ValueError(f"{data.source}: fas-conflict needs a train split and conflict items in the test split "
                              "(speakers and sentences held out), as `probe data synth` writes")
         test = df.loc[split == "test", "utt_id"].tolist()
-        return [WorkItem(u, c, (k,)) for c in self.conditions() for k in range(self.seeds) for u in test]
+        return [WorkItem(u, c, (k,)) for c in self.conditions() for k in range(self.n_seeds(c)) for u in test]
 
     # ------------------------------------------------------------------ features
     def _streams(self, data, semantic: str, norm: str, ctx):
@@ -224,7 +235,8 @@ class FASConflict(Probe):
         if "fas-size" not in ctx.cache:
             st = self._streams(data, self._default_semantic(), "speaker", ctx)
             tr = [i for i, r in enumerate(st.rows) if r["split"] == "train"]
-            ctx.cache["fas-size"] = largest_size(st.subset(tr), self.rates)
+            rates = sorted(set(self.rates) | {float(x) / 100 for x in _split_list(self.query_mixes)})
+            ctx.cache["fas-size"] = largest_size(st.subset(tr), rates)
         return ctx.cache["fas-size"]
 
     # ------------------------------------------------------------------ one (condition, seed)

@@ -112,11 +112,17 @@ def test_fas_conflict_is_a_registered_probe_that_resumes(tiny_manifest, fas_cach
     from probes.probe import run_probe
     from probes.registry import MODELS, PROBES
 
-    probe = PROBES["fas-conflict"](arms="acoustic-only,concat[text]", mixes="0", seeds=1, epochs=2, batch_size=4,
-                                   n_boot=10, workers=1)
+    probe = PROBES["fas-conflict"](arms="acoustic-only,fas[text]", mixes="0,50", seeds=2, epochs=2, batch_size=4,
+                                   n_boot=10, workers=1, query_mixes="0", query_seeds=1, checkpoints=False)
     data = Manifest.read(tiny_manifest)
     out = run_probe(probe, MODELS["fas-untrained"](), data, tmp_path / "r", seed=3, progress=False)
     first = (out / "rows.jsonl").read_text()
+    from probes.store import read_rows
+
+    rows = read_rows(out)
+    # the slow query arm only where asked (0 %, one seed); the pooled arm at every mix, two seeds
+    assert rows.groupby("condition")["train_seed"].nunique().to_dict() == {
+        "acoustic-only@0%": 2, "acoustic-only@50%": 2, "fas[text]@0%": 1}
     calls = []
     orig = type(probe)._fit
     type(probe)._fit = lambda self, *a, **k: calls.append(a) or orig(self, *a, **k)
