@@ -205,8 +205,9 @@ def patching_set(run: RunTables) -> Iterator[Figure]:
     if not run.column("layer"):
         return
     rows = run.rows
-    if "condition" in rows and (rows["condition"].astype(str) == "patch").any():
-        rows = rows[rows["condition"].astype(str) == "patch"]
+    kind = "pair" if "pair" in rows else "condition"  # activation-patching rows name the pair kind in "pair"
+    if kind in rows and (rows[kind].astype(str) == "patch").any():
+        rows = rows[rows[kind].astype(str) == "patch"]
     for m, sub, tag, mname in _per_metric(rows):
         yield Figure(f"patching{tag}", f"Activation patching{mname}: mean over pairs of patching each span at each "
                      "layer (source and target share the words, not the voice).",
@@ -315,6 +316,10 @@ PROBE_FIGURES: dict[str, tuple[str, ...]] = {
     "linear-probe": ("probe-curves",),
     "attribution": ("span-shares",),
     "embeddings": ("umap",),
+    "tts-beam": ("predictions",),             # test-time scaling: prediction rows under a decoding budget
+    "tts-best-of-n": ("predictions",),
+    "tts-cot": ("predictions",),
+    "tts-self-consistency": ("predictions",),
     "fas-conflict": ("arms-by-mix", "training"),
     "fas-nq-sweep": ("training",),  # `probe fas sweep-nq`: not a registered probe, but a run folder
 }
