@@ -182,10 +182,6 @@ def _check_out(out: Path) -> None:
 
 def _load_model(model_cls, args):
     opts = model_options(args)
-    if args.model_path and not args.tiny:
-        from probes.models.loading import check_model_path
-
-        check_model_path(args.model_path)
     if args.checkpoint and not Path(args.checkpoint).exists():
         raise CLIError(f"{args.checkpoint}: --checkpoint not found; give the checkpoint folder, or train one with `probe fas train`.")
     try:
@@ -221,15 +217,19 @@ def _first_line(e: BaseException) -> str:
 
 
 def cmd_run(args) -> int:
-    from probes.data.manifest import Manifest
     from probes.options import build_probe, check_run_args, parse_sets
-    from probes.probe import run_probe
-    from probes.registry import MODELS, PROBES
-    from probes.store import default_run_dir, error_counts
 
     # every argument is checked before any work (and before any model loads)
     check_run_args(batch_size=args.batch_size, limit=args.limit, seed=args.seed)
     shard = _parse_shard(args.shard)
+    if args.model_path and not args.tiny:  # before pandas and the registries (torch) load: fails at once
+        from probes.models.loading import check_model_path
+
+        check_model_path(args.model_path)
+    from probes.data.manifest import Manifest
+    from probes.probe import run_probe
+    from probes.registry import MODELS, PROBES
+    from probes.store import default_run_dir, error_counts
     probe_cls = PROBES[args.probe]
     model_cls = MODELS[args.model]
     probe = build_probe(probe_cls, parse_sets(args.set), name=args.probe)
@@ -301,10 +301,15 @@ def _print_metrics(run_dir: Path) -> None:
     m = json.loads(p.read_text())
     conds = m.get("conditions") or {}
     if conds:
-        keys = ("n", "invalid", "accuracy", "uar", "macro_f1", "follows_voice", "follows_text", "text_dominance")
-        print(f"{'condition':16s}" + "".join(f"{k:>15s}" for k in keys))
+        # follows-* per conflict type (docs/vocabulary.md): the headline on emotional-conflict items
+        keys = {"n": "n", "invalid": "invalid", "accuracy": "accuracy", "uar": "uar", "macro_f1": "macro_f1",
+                "follows_voice_emotional_conflict": "EC voice", "follows_text_emotional_conflict": "EC text",
+                "text_dominance_emotional_conflict": "EC dominance", "neutral_pull": "neutral pull"}
+        print(f"{'condition':16s}" + "".join(f"{h:>15s}" for h in keys.values()))
         for c, s in conds.items():
             print(f"{c:16s}" + "".join(f"{_fmt(s.get(k)):>15s}" for k in keys))
+        print("EC = emotional-conflict items (emotional words, another emotional voice); neutral pull = share "
+              "answering neutral on neutral-text items.")
     if m.get("errors"):
         from probes.store import error_counts
 

@@ -234,3 +234,16 @@ def test_truncated_checkpoint_is_one_line(tiny_manifest, tmp_path, capsys):
                  "--out", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(w) in err and "truncated" in err
+
+
+def test_model_path_hub_id_in_the_local_cache_is_its_snapshot(tmp_path, monkeypatch, no_network):
+    from probes.models.loading import check_model_path
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    snap = tmp_path / "models--org--tiny" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    (tmp_path / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "models--org--tiny" / "refs" / "main").write_text("abc123")
+    assert check_model_path("org/tiny") == str(snap)
+    assert no_network == []

@@ -30,16 +30,12 @@ class ModelPathError(ValueError):
 
 
 def hub_offline() -> bool:
-    """True when the user said no hub (the huggingface_hub and transformers switches)."""
+    """True when the user said no hub (the huggingface_hub and transformers switches). Read from
+    the environment, as huggingface_hub does, without importing it (a second of imports)."""
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
             return True
-    try:
-        from huggingface_hub import constants
-
-        return bool(getattr(constants, "HF_HUB_OFFLINE", False))
-    except Exception:
-        return False
+    return False
 
 
 def hub_reachable(timeout: float = CONNECT_TIMEOUT_S) -> bool:
@@ -56,15 +52,30 @@ def hub_reachable(timeout: float = CONNECT_TIMEOUT_S) -> bool:
         return False
 
 
-def cached_snapshot(repo_id: str) -> str | None:
-    """The local snapshot folder of a hub id when its config.json is in the hub cache."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
+def hub_cache_dir() -> Path:
+    """Where huggingface_hub keeps downloads: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    return Path(home).expanduser() / "hub"
 
-        hit = try_to_load_from_cache(repo_id, "config.json")
-    except Exception:
-        return None
-    return str(Path(hit).parent) if isinstance(hit, str) else None
+
+def cached_snapshot(repo_id: str) -> str | None:
+    """The local snapshot folder of a hub id when its config.json is in the hub cache (the cache's
+    layout: ``models--ORG--NAME/refs/main`` names the snapshot under ``snapshots/``)."""
+    repo = hub_cache_dir() / ("models--" + repo_id.replace("/", "--"))
+    try:
+        ref = (repo / "refs" / "main").read_text().strip()
+    except OSError:
+        ref = None
+    candidates = [repo / "snapshots" / ref] if ref else []
+    snaps = repo / "snapshots"
+    if snaps.is_dir():
+        candidates += sorted(p for p in snaps.iterdir() if p.is_dir())
+    for snap in candidates:
+        if (snap / "config.json").exists():
+            return str(snap)
+    return None
 
 
 def looks_like_path(s: str) -> bool:
