@@ -146,7 +146,7 @@ def _what_was_run(man: dict, model: dict, weights: Any, rows=None, run_dir: Path
     model_extra = {k: v for k, v in model.items() if k not in ("name", "weights", "labels")}
     items = [
         ("probe", f"<code>{esc(man.get('probe'))}</code> ({esc(man.get('probe_kind', ''))})"),
-        ("model", f"<code>{esc(model.get('name'))}</code>" + (f" <span class='muted'>{esc(json.dumps(model_extra, default=str))}</span>" if model_extra else "")),
+        ("model", f"<code>{esc(model.get('name'))}</code>" + (_render_config(model_extra, True) if model_extra else "")),
         ("weights", f"<span class='weights w-{esc(weights)}'>{esc(weights)}</span>"),
         ("labels", _labels(model, rows)),
         ("data", f"<code>{esc(data_path(man, run_dir) or man.get('data'))}</code> ({esc(man.get('n_utterances', '?'))} utterances)"),

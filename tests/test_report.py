@@ -305,3 +305,22 @@ def test_cli_figures_compares_runs(oracle_run, tmp_path):
     assert main(["figures", str(a), str(b), "--out", str(out), "--name", "pair", "--compare", "follows"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["pair-follows.png", "pair-follows.svg"]
     assert main(["figures", str(a), str(b), "--out", str(out), "--compare", "bogus"]) == 2
+
+
+def test_loss_curves_of_many_arms_are_small_multiples():
+    """33 arm@mix curves (36 lines on one panel before, colours repeated, legend cut): one panel per
+    arm, one colour per mix, the split's line style named in the legend."""
+    from probes.plots.training import loss_curves
+    from tests.fixtures.reports import FAS_ARMS
+
+    df = pd.DataFrame([{"arm": f"{a}@{m}%", "epoch": e, "split": sp, "loss": 1.0 / (e + 1)}
+                       for a in FAS_ARMS for m in (0, 20, 50) for e in range(4) for sp in ("train", "dev")])
+    fig = loss_curves(df)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == len(FAS_ARMS) and [ax.get_title() for ax in axes] == list(FAS_ARMS)
+    for ax in axes:
+        assert len(ax.lines) == 6
+        assert len({ln.get_color() for ln in ax.lines}) == 3  # one colour per mix, no repeats
+    legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert legend == ["0% conflict in training", "20% conflict in training", "50% conflict in training",
+                      "train split", "dev split (held out)"]
