@@ -238,3 +238,20 @@ def test_emis_reproduces_the_study_valid_count_and_issue_figures(shared_data):
     assert {m: round(r["follows_text_emotional_words"], 3) for m, r in lenient.items()} == \
         {"desta2": 0.922, "flamingo3": 0.852, "qwen": 0.842, "salmonn": 0.536}
     assert round(strict["flamingo3"]["neutral_pull"], 2) == 0.76 and round(strict["salmonn"]["neutral_pull"], 2) == 0.82
+
+
+def test_merged_shards_score_exactly_like_the_unsharded_run(tmp_path, tiny_manifest):
+    """Through the real runner and store: two shards merged give the metrics.json of one run."""
+    from probes.data.manifest import Manifest
+    from probes.probe import run_probe
+    from probes.registry import MODELS, PROBES
+    from probes.store import merge_runs
+
+    data = Manifest.read(tiny_manifest)
+    whole = run_probe(PROBES["predict"](), MODELS["dummy"](), data, tmp_path / "whole", progress=False)
+    shards = [run_probe(PROBES["predict"](), MODELS["dummy"](), data, tmp_path / f"s{i}", shard=(i, 2), progress=False)
+              for i in (1, 0)]
+    merged = merge_runs(shards, tmp_path / "merged")
+    a, b = M.score_run(whole, n_boot=200), M.score_run(merged, n_boot=200)
+    assert a["conditions"] == b["conditions"]
+    assert a["conditions"]["none"]["accuracy_ci"][0] is not None
