@@ -184,7 +184,15 @@ def _load_model(model_cls, args):
     opts = model_options(args)
     if args.checkpoint and not Path(args.checkpoint).exists():
         raise CLIError(f"{args.checkpoint}: --checkpoint not found; give the checkpoint folder, or train one with `probe fas train`.")
+    norm = getattr(args, "length_norm", None)
+    if norm and not hasattr(model_cls, "length_norm"):
+        raise CLIError(f"--length-norm applies to the closed-set label scoring of audio-language models; "
+                       f"{getattr(model_cls, 'name', model_cls.__name__)} has none. Drop the option.")
     try:
+        if norm:
+            model = model_cls.from_cli(**opts)
+            model.length_norm = norm  # describe() records it, so the run's settings do
+            return model
         return model_cls.from_cli(**opts)
     except Exception as e:
         if args.checkpoint and (type(e).__name__ == "SafetensorError" or "safetensors" in type(e).__module__
@@ -575,6 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", help="cpu, cuda, cuda:1, auto (device_map=auto across GPUs)")
     s.add_argument("--dtype", help="float32, bfloat16, float16")
     s.add_argument("--answer-mode", choices=["closed", "generate"], help="closed-set scoring or free generation")
+    s.add_argument("--length-norm", choices=["sum", "mean"],
+                   help="closed-set label score: sum of the label's token log-probs (default) or their mean (docs/real-models.md); recorded in the run's model settings")
     s.add_argument("--trust-remote-code", action="store_true", help="allow code shipped with the weights to run (off by default)")
     s.add_argument("--too-long", choices=["error", "truncate"], default="error",
                    help="audio longer than the model accepts: an error row (default) or cut to fit")
