@@ -433,6 +433,17 @@ def check_shards(sources: list[str | Path], manifests: list[dict]) -> None:
     missing = [f"{i}/{n}" for i in range(n) if i not in seen]
     if missing:
         raise MergeError(f"shard(s) {', '.join(missing)} missing; run them with `probe run ... --shard I/{n}` and merge all {n}.")
+    for s in sources:
+        extra = sorted(p.name for p in Path(s).iterdir() if not _mergeable(p))
+        if extra:
+            raise MergeError(f"{s} holds files beside its rows ({', '.join(extra[:3])}); merging those is not supported: "
+                             "run this probe unsharded (or in one folder with --shard i/n runs one after another).")
+
+
+def _mergeable(p: Path) -> bool:
+    """What merge_runs rebuilds or can leave behind: the rows, errors, manifest, metrics, reports."""
+    return (p.name in (ROWS, ERRORS, MANIFEST, "metrics.json", "figures") or p.name.startswith(".")
+            or p.suffix in (".html", ".png", ".svg", ".pdf", ".tmp"))
 
 
 def merge_runs(sources: list[str | Path], out: str | Path) -> Path:

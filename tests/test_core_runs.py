@@ -349,3 +349,18 @@ def test_out_pointing_at_a_file_is_one_line(tiny_manifest, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(f) in err and "not a folder" in err
     assert f.read_text() == "mine"
+
+
+def test_merge_refuses_shards_with_files_beside_their_rows(tmp_path):
+    from probes.store import MergeError, merge_runs
+
+    parts = []
+    for i in range(2):
+        d = tmp_path / f"s{i}"
+        with RunStore(d) as s:
+            s.write_manifest({"probe": "embeddings", "seed": 0, "shard": [i, 2]})
+            s.append(f"u{i}|none", [{"utt_id": f"u{i}"}])
+        (d / "features").mkdir()
+        parts.append(d)
+    with pytest.raises(MergeError, match=r"files beside its rows \(features\)"):
+        merge_runs(parts, tmp_path / "m")
