@@ -12,8 +12,8 @@ The ``[asr]`` arms (faster-whisper transcripts) are left out of the demo: transc
 
 The command the demo step equals (seed 0, ``runs/demo`` the demo root)::
 
-    probe run fas-conflict --model fas-untrained --data runs/demo/corpus/manifest.csv \\
-        --out runs/demo/runs/fas/experiment --seed 0 --set seeds=2 --set epochs=40 \\
+    probe run fas-conflict --model fas-untrained --data runs/demo/data/synth/manifest.csv \\
+        --out runs/demo/fas-conflict/fas-untrained/synth --seed 0 --set seeds=2 --set epochs=40 \\
         --set query_mixes=0 --set query_seeds=1 --set n_boot=1000 \\
         --set 'arms=acoustic-only,semantic-only[text],concat[text],fas[text],fas-voiced[text]'
 """
@@ -33,7 +33,9 @@ def fas_step(corpus: Path, root: Path, seed: int, quick: bool) -> list[Path]:
     from probes.data.manifest import Manifest
     from probes.probe import run_probe
 
-    out = Path(root) / "runs" / "fas" / "experiment"
+    from probes.demo import run_dir
+
+    out = run_dir(root, "fas-conflict", "fas-untrained", corpus)  # ROOT/<probe>/<model>/<dataset>/
     print(f"[demo] FAS conflict experiment (probe fas-conflict) -> {out}")
     # the pooled arms are cheap: every mix, several seeds; the FAS arms (query block, ~20x slower to
     # train here) at 0 % conflict with one seed, which is where the text-reliance table compares them
