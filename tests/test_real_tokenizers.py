@@ -51,3 +51,15 @@ def test_tekken_has_the_mistral_controls():
     tk = tekken_tokenizer().instruct_tokenizer.tokenizer
     assert tk.n_words == 131072
     assert [tk.get_special_token(s) for s in ("<s>", "</s>", "[INST]", "[/INST]")] == [1, 2, 3, 4]
+
+
+def test_first_token_rule_under_the_real_vocabulary():
+    from probes.models.tokenizers import first_token_report
+
+    labels = ("neutral", "happy", "sad", "angry", "fear", "disgust", "surprise")
+    tok = qwen_tokenizer("qwen2-audio")
+    bare = first_token_report(tok, labels)
+    assert not bare["rule_holds"] and bare["first_unique"]      # distinct first tokens, but not whole labels
+    assert bare["pieces"]["fear"] == ["f", "ear"] and bare["multi_token"] == ["angry", "disgust", "fear", "surprise"]
+    spaced = first_token_report(tok, labels, prefix=" ")
+    assert spaced["rule_holds"] and spaced["multi_token"] == []   # " fear", " angry", ... are one token each

@@ -234,3 +234,17 @@ def reference_prompt(family: str, user_text: str, n_audio: int, system: str | No
         raise AssertionError(f"{fam}: the template rendered {text.count(ph)} audio placeholders")
     text = text.replace(ph, ph * n_audio)
     return text, tok(text, add_special_tokens=False)["input_ids"]
+
+
+def first_token_report(tokenizer, labels, prefix: str = "") -> dict:
+    """Whether reading labels by their FIRST token is safe: per label its tokens (as strings), and
+    ``rule_holds`` = every label is a single token that no other label shares (then the first token
+    IS the label). Under the real Qwen vocabulary the bare words fail (``fear`` = ``f`` + ``ear``);
+    the logit lens and patching read first tokens, so their label curves are only exact when it holds."""
+    toks = {l: tokenizer.encode(prefix + l, add_special_tokens=False) for l in labels}
+    first = [t[0] for t in toks.values()]
+    pieces = {l: [tokenizer.decode([i]) for i in t] for l, t in toks.items()}
+    single = all(len(t) == 1 for t in toks.values())
+    return {"prefix": prefix, "pieces": pieces, "first_unique": len(set(first)) == len(first),
+            "rule_holds": single and len(set(first)) == len(first),
+            "multi_token": sorted(l for l, t in toks.items() if len(t) > 1)}
