@@ -126,3 +126,91 @@ def test_score_soft_run_with_voice_oracle(tiny_manifest, tmp_path):
     assert s["none"]["accuracy_majority"] == pytest.approx(1.0) and s["none"]["n_majority"] == 1
     assert "happy" in s["labels"] and "angry" in s["labels"]   # the predictions' labels join the soft ones
     json.dumps(s)  # plain JSON
+
+
+# ---------------------------------------------------------------------------------- importers
+def test_iemocap_soft_labels_from_evaluator_lines(tmp_path):
+    from probes.registry import CORPORA
+    from tests.fixtures import corpora as fake
+
+    root = fake.make_iemocap(tmp_path / "iemocap")
+    f = root / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt"
+    # M001 (exc -> happy): E1 names two categories (half a vote each), E2 one, the actor's self-evaluation one
+    f.write_text(f.read_text().replace(
+        "[14.8872", "C-E1:\tExcited; Frustration;\t()\nC-E2:\tHappiness;\t(joy)\nC-M1:\tSadness;\t()\n"
+                    "A-E1:\tval 3; act 2; dom  2;\t()\n[14.8872"))
+    df = CORPORA["iemocap"].load(root).df.set_index("utt_id")
+    r = df.loc["Ses01F_impro01_F000"]          # C-E2, C-E3 Neutral in the fixture
+    assert (r["soft_neutral"], r["soft_happy"], r["n_soft_votes"]) == ("2", "0", "2")
+    r = df.loc["Ses01F_impro01_M001"]          # happy 0.5 (exc) + 1 (hap); fru 0.5 dropped in 4 classes; self left out
+    assert (r["soft_happy"], r["soft_sad"], r["n_soft_votes"], r["n_soft_dropped"]) == ("1.5", "0", "1.5", "0.5")
+    assert df.loc["Ses05M_script01_1_F000", "soft_angry"] == ""   # no evaluator lines: no soft label
+    labels, q = M.soft_labels(df.reset_index())
+    assert q[list(df.index).index("Ses01F_impro01_M001"), labels.index("happy")] == pytest.approx(1.0)
+    with_self = CORPORA["iemocap"].load(root, soft_self=True, classes=5).df.set_index("utt_id")
+    r = with_self.loc["Ses01F_impro01_M001"]
+    assert (r["soft_happy"], r["soft_other"], r["soft_sad"], r["n_soft_votes"]) == ("1.5", "0.5", "1", "3")
+    off = CORPORA["iemocap"].load(root, soft_labels=False).df
+    assert not M.soft_label_columns(off)
+    f.write_text(f.read_text().replace("Happiness", "Boredom"))
+    with pytest.raises(Exception, match="Boredom"):
+        CORPORA["iemocap"].load(root)
+
+
+def test_crema_d_soft_labels_from_tabulated_votes(tmp_path):
+    from probes.registry import CORPORA
+    from tests.fixtures import corpora as fake
+
+    root = fake.make_crema_d(tmp_path / "crema")
+    (root / "processedResults").mkdir()
+    (root / "processedResults" / "tabulatedVotes.csv").write_text(
+        ",clipNum,fileName,A,D,F,H,N,S,numResponses,agreement,emoVote\n"
+        "100001,1,1001_DFA_ANG_XX,6,1,0,0,3,0,10,0.6,A\n"       # voice only
+        "300001,1,1001_DFA_ANG_XX,9,0,0,0,1,0,10,0.9,A\n"       # audiovisual
+        "100002,2,1001_IEO_HAP_HI,0,0,0,8,2,0,10,0.8,H\n")
+    df = CORPORA["crema-d"].load(root).df.set_index("utt_id")
+    r = df.loc["1001_DFA_ANG_XX"]
+    assert (r["soft_angry"], r["soft_disgust"], r["soft_neutral"], r["n_soft_votes"]) == ("6", "1", "3", "10")
+    assert df.loc["1002_TSI_NEU_XX", "soft_neutral"] == ""
+    av = CORPORA["crema-d"].load(root, soft_mode="audiovisual").df.set_index("utt_id")
+    assert av.loc["1001_DFA_ANG_XX", "soft_angry"] == "9" and av.loc["1001_IEO_HAP_HI", "soft_happy"] == ""
+    (root / "processedResults" / "tabulatedVotes.csv").write_text(",clipNum,fileName,A\n100001,1,x,1\n")
+    with pytest.raises(Exception, match="no column"):
+        CORPORA["crema-d"].load(root)
+
+
+def _make_msp(root):
+    from tests.fixtures.corpora import tone
+
+    for n in ("MSP-PODCAST_0001_0008", "MSP-PODCAST_0001_0010", "MSP-PODCAST_0002_0001"):
+        tone(root / "Audios" / f"{n}.wav")
+    (root / "Labels").mkdir(parents=True)
+    (root / "Labels" / "labels_consensus.json").write_text(json.dumps({
+        "MSP-PODCAST_0001_0008.wav": {"EmoClass": "A", "EmoAct": "5.2", "EmoVal": "2.0", "EmoDom": "4.8",
+                                      "SpkrID": "127", "Gender": "Male", "Split_Set": "Train"},
+        "MSP-PODCAST_0001_0010.wav": [{"EmoClass_Major": "N", "SpkrID": "Unknown", "Gender": "Female",
+                                       "Split_Set": "Test1"}],
+        "MSP-PODCAST_0002_0001.wav": {"EmoClass": "X", "SpkrID": "3", "Gender": "Female", "Split_Set": "Development"},
+    }))
+    (root / "Labels" / "labels_detailed.json").write_text(json.dumps({
+        "MSP-PODCAST_0001_0008.wav": {"WORKER1": {"EmoClass_Major": "Angry"}, "WORKER2": {"EmoClass_Major": "Angry"},
+                                      "WORKER3": {"EmoClass_Major": "Contempt"}, "WORKER4": {"EmoClass_Major": "Sad"}},
+    }))
+    return root
+
+
+def test_msp_podcast_consensus_and_detailed(tmp_path):
+    from probes.registry import CORPORA
+
+    root = _make_msp(tmp_path / "msp")
+    df = CORPORA["msp-podcast"].load(root).df.set_index("utt_id")
+    assert list(df.index) == ["MSP-PODCAST_0001_0008", "MSP-PODCAST_0001_0010"]   # X (no agreement) dropped
+    r = df.loc["MSP-PODCAST_0001_0008"]
+    assert (r["acoustic_label"], r["split"], r["speaker"], r["gender"]) == ("angry", "train", "msp127", "m")
+    assert (r["soft_angry"], r["soft_other"], r["soft_sad"], r["n_soft_votes"]) == ("2", "1", "1", "4")  # contempt -> other
+    r = df.loc["MSP-PODCAST_0001_0010"]
+    assert (r["acoustic_label"], r["split"], r["speaker"], r["soft_neutral"]) == ("neutral", "test", "", "")
+    labels, q = M.soft_labels(df.reset_index())
+    assert q[0, labels.index("angry")] == pytest.approx(0.5)
+    with pytest.raises(Exception, match="does not look like"):
+        CORPORA["msp-podcast"].load(tmp_path / "msp" / "Audios")
