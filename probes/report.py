@@ -365,7 +365,13 @@ PLAIN = {
     "follows_voice": "follows voice", "follows_text": "follows text", "text_dominance": "text dominance",
     "other_rate": "neither", "n_conflict": "conflict items", "cramers_v_acoustic": "V (pred, voice)",
     "cramers_v_semantic": "V (pred, text)",
+    "delta_follows_voice": "Δ follows voice (conflict items)", "delta_follows_text": "Δ follows text (conflict items)",
 }
+for _who, _what in (("voice", "the voice's label"), ("text", "the words' label")):
+    PLAIN.update({f"mcnemar_{_who}.b": f"answers {_what}: under the reference only",
+                  f"mcnemar_{_who}.c": f"answers {_what}: under this condition only",
+                  f"mcnemar_{_who}.statistic": f"McNemar statistic ({_who})", f"mcnemar_{_who}.p_value": f"McNemar p ({_who})",
+                  f"mcnemar_{_who}.method": f"McNemar test ({_who})"})
 
 
 def plain(key: str) -> str:
