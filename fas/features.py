@@ -17,7 +17,9 @@ The cache is keyed by (content hash, encoder id, layer) and stores one safetenso
 utterance under ``$DISSONANCE_CACHE/features`` (default ``.cache/dissonance/features``). The content
 hash is ``probes.audio.content_hash`` of the audio file; an in-memory waveform (an intervened
 one) is keyed by the hash of its float32 bytes, and a true-text stream by the hash of the text,
-so a changed input never reads a stale entry. ``extract`` fills the cache in parallel worker
+so a changed input never reads a stale entry. eGeMAPS is the exception: its frames live in the
+one eGeMAPS cache of the workbench (``interventions.egemaps``, same content-hash keys), which
+``cache_for`` returns behind the same interface. ``extract`` fills the cache in parallel worker
 processes with a progress bar and skips entries already there, so a killed run resumes.
 
 Footguns: opensmile wants float32 mono; faster-whisper drops "silent" or "low-probability"
