@@ -623,7 +623,8 @@ def _browser(rows, man: dict, page: Path, run_dir: Path | None = None) -> str:
         lines.append(f"<tr data-out='{esc(outs)}'><td class='audio'>{_audio_tag(audio, page)}</td><td><code>{esc(u)}</code></td>"
                      f"<td class='utext'>{esc(text)}</td><td class='voice'>{esc(first['acoustic_label'])}</td>"
                      f"<td class='text'>{esc(first['semantic_label'])}</td>{''.join(cells)}</tr>")
-    pred_heads = "".join(f"<th{gattr(c)}>{esc(c.split('@')[0] if grouped else c)}</th>" for c in conds)
+    pred_heads = ("<th>prediction</th>" if conds == ["none"] else
+                  "".join(f"<th{gattr(c)}>{esc(c.split('@')[0] if grouped else c)}</th>" for c in conds))
     head = ("<thead><tr><th>audio</th><th>utterance</th><th>text</th><th class='voice'>voice label</th>"
             "<th class='text'>words' label</th>" + pred_heads + "</tr></thead>")
     more = (f"<p class='muted'>Showing {MAX_BROWSE} of {len(utts)} conflict items.</p>" if len(utts) > MAX_BROWSE else "")
