@@ -175,3 +175,21 @@ def test_cot_and_verifier_runs_from_the_cli(tiny_manifest, tmp_path):
     labels = [x["label"] for x in r["candidates"]]
     if r["acoustic_label"] in labels:
         assert r["pred"] == r["acoustic_label"]
+
+
+def test_budget_table_and_plot(tiny_manifest, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runs = []
+    for i, w in enumerate((1, 2)):
+        out = tmp_path / f"beam{w}"
+        _run("tts-beam", tiny_manifest, out, f"beam_width={w}", "max_new_tokens=2", limit=1)
+        runs.append(out)
+    t = _tts.budget_table(runs)
+    assert list(t["beam_width"]) == [1, 2] and set(t["strategy"]) == {"beam"}
+    assert t["tokens_generated"].iloc[1] > t["tokens_generated"].iloc[0]   # wider beams spend more
+    ax = _tts.plot_budget(runs, metric="invalid_share")
+    assert "RANDOM" in ax.get_title() and len(ax.lines) == 1
+    with pytest.raises(KeyError, match="metric"):
+        _tts.plot_budget(runs, metric="nope")

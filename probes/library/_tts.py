@@ -342,3 +342,59 @@ class TTSProbe(Conditions, PredictionProbe):
             out["soft"] = soft
         out["strategy"] = self.strategy
         return out
+
+
+# ---------------------------------------------------------------------------------- metric against budget
+def budget_table(run_dirs: Sequence[str | Path]) -> "Any":
+    """One row per (run, condition) of tts-* runs: strategy, the budget asked (``n``,
+    ``beam_width``, ``max_new_tokens``), the compute spent per utterance (means of the budget
+    columns), the hard scores (accuracy, UAR, invalid share, follows-voice on conflict items)
+    and, where the manifest had soft labels, the distribution scores (``js``, ``brier``, ...).
+    Read from each run's metrics.json (``probe run`` writes it)."""
+    import json
+
+    import pandas as pd
+
+    recs = []
+    for d in run_dirs:
+        d = Path(d)
+        m = json.loads((d / "metrics.json").read_text())
+        man = json.loads((d / "manifest.json").read_text())
+        strategy = m.get("strategy") or man.get("probe", "?")
+        for cond, sc in (m.get("conditions") or {}).items():
+            b = (m.get("budget") or {}).get(cond, {})
+            soft = (m.get("soft") or {}).get(cond, {})
+            n = sc.get("n") or 0
+            recs.append({"run": str(d), "strategy": strategy, "condition": cond, "weights": man.get("weights"),
+                         **{k: b.get(k) for k in ("n", "beam_width", "max_new_tokens", *BUDGET_KEYS)},
+                         "accuracy": sc.get("accuracy"), "uar": sc.get("uar"),
+                         "invalid_share": (sc.get("invalid") or 0) / n if n else None,
+                         "follows_voice": sc.get("follows_voice"),
+                         **{k: soft.get(k) for k in ("js", "kl_to_soft", "brier", "ece", "top2_agreement",
+                                                     "accuracy_majority")}})
+    return pd.DataFrame.from_records(recs)
+
+
+def plot_budget(run_dirs: Sequence[str | Path], *, metric: str = "accuracy", x: str = "tokens_generated",
+                condition: str = "none", ax=None, title: str | None = None):
+    """A metric against compute (``x``: tokens_generated, forward_passes, wall_s, n ...), one line
+    per strategy, from tts-* run folders. Runs with random weights are said so in the title."""
+    import matplotlib.pyplot as plt
+
+    t = budget_table(run_dirs)
+    if t.empty:
+        raise ValueError("plot_budget: no scored conditions in these run folders")
+    if metric not in t or x not in t:
+        raise KeyError(f"plot_budget: metric {metric!r} / x {x!r} not in {', '.join(t.columns)}")
+    t = t[t["condition"] == condition]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    for s, g in t.groupby("strategy"):
+        g = g.sort_values(x)
+        ax.plot(g[x], g[metric], marker="o", label=s)
+    ax.set_xlabel(x.replace("_", " ") + " per utterance")
+    ax.set_ylabel(metric.replace("_", " "))
+    random = (t["weights"] == "random").any()
+    ax.set_title((title or f"{metric} against compute") + ("\n(RANDOM weights: not results)" if random else ""))
+    ax.legend(fontsize=8)
+    return ax
