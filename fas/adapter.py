@@ -204,10 +204,20 @@ class FASAdapter(Adapter):
 
         if lens:
             raise self.missing("logit lens", "FAS has no residual stream read by an unembedding")
+        abl = {_ablation(ex) for ex in examples}
+        if len(abl) > 1:  # one stream ablation per forward: read each group on its own, keep the order
+            groups: dict = {}
+            for i, ex in enumerate(examples):
+                groups.setdefault(_ablation(ex), []).append(i)
+            got: dict = {}
+            for idx in groups.values():
+                for i, r in zip(idx, self.inside_read([examples[i] for i in idx], attention=attention, pools=pools)):
+                    got[i] = r
+            return [got[i] for i in range(len(examples))]
         batch = self.encode(examples)
         m = self.model.eval()
         with torch.no_grad():
-            out = m(**batch)
+            out = m(**batch, ablate=dict(next(iter(abl))) or None)  # a stream-ablate condition, if any
             means = {}
             if any(p != "fused" for p in pools):
                 for which, key in (("aco", "acoustic-mean"), ("sem", "semantic-mean")):
@@ -234,6 +244,8 @@ class FASAdapter(Adapter):
 
         if list(layers) != [0]:
             raise ValueError("FAS patches its input streams only (layer 0)")
+        if _ablation(target) or _ablation(source):
+            raise self.missing("patching under stream-ablate", "an ablated stream has nothing left to patch")
         (at,), _, (st,) = self.streams([target])
         (as_,), _, (ss,) = self.streams([source])
         aco, sem = {"acoustic": (as_, st), "semantic": (at, ss), "all": (as_, ss)}[span]
@@ -242,6 +254,8 @@ class FASAdapter(Adapter):
 
     def inside_attribution(self, ex) -> AttributionInputs:
         m = self.model.eval()
+        if _ablation(ex):
+            raise self.missing("attribution under stream-ablate", "the ablated stream is constant: its share is zero by construction")
         if m.cfg.streams != "both":
             raise self.missing("attribution inputs", "single-stream arm: there is nothing to split")
         batch = self.encode([ex])

@@ -81,13 +81,13 @@ class PatchSpan(Intervention):
         object.__setattr__(self, "_pool", list(zip(df["utt_id"], df["sentence_id"], df["acoustic_label"])))
         return self
 
-    def partner(self, ex: "Example", rng: np.random.Generator) -> tuple[str, str]:
-        """(source utt_id, how it was found)."""
+    def partner(self, ex: "Example", rng: np.random.Generator, exclude=()) -> tuple[str, str]:
+        """(source utt_id, how it was found); utterances in ``exclude`` are never picked."""
         pool = getattr(self, "_pool", None)
         if pool is None:
             raise RuntimeError("patch-span: call .fit(manifest) before .apply (partners come from the data set).")
         sent, lab = str(ex.row.get("sentence_id") or ""), str(ex.row.get("acoustic_label") or "")
-        others = [p for p in pool if p[0] != ex.utt_id]
+        others = [p for p in pool if p[0] != ex.utt_id and p[0] not in exclude]
         tiers = (
             ("same-sentence", [p for p in others if sent and p[1] == sent and p[2] != lab]),
             ("other-label", [p for p in others if p[2] != lab]),

@@ -68,7 +68,8 @@ def test_attention_shares_sum_to_one(toy_runs):
 # ---------------------------------------------------------------------------------- patching
 def test_self_patch_changes_nothing(toy_runs):
     df = read_rows(toy_runs["activation-patching"])
-    self_rows = df[df["condition"] == "self"]
+    self_rows = df[df["pair"] == "self"]
+    assert set(df["condition"]) == {"none"}                            # rows carry the condition, as prediction rows do
     assert len(self_rows) and (self_rows["source"] == self_rows["utt_id"]).all()
     assert self_rows[self_rows["metric"].isin(["shift", "tv_to_source"])]["value"].abs().max() < 1e-6
     assert self_rows[self_rows["metric"] == "shift_norm"]["value"].isna().all()  # 0 / 0 is left empty
@@ -76,7 +77,7 @@ def test_self_patch_changes_nothing(toy_runs):
 
 def test_patch_pairs_and_full_patch_reproduces_source(toy_runs):
     df = read_rows(toy_runs["activation-patching"])
-    pairs = df[df["condition"] == "patch"]
+    pairs = df[df["pair"] == "patch"]
     # partners share the words and differ in the voice's label
     m = Manifest.read(read_json(toy_runs["activation-patching"])["data"])
     lab = dict(zip(m.df["utt_id"], m.df["acoustic_label"]))
@@ -104,7 +105,8 @@ def test_lens_last_layer_is_the_output(toy_runs, toy_alm, tiny_manifest):
     assert df[(df["layer"] == last) & (df["metric"] == "kl_to_final")]["value"].abs().max() < 1e-9
     pv = df[(df["layer"] == last) & (df["metric"] == "p_voice")].set_index("utt_id")
     data = Manifest.read(tiny_manifest)
-    ex = [e for _, e in _inside.make_examples(toy_alm, data, [_wi(u) for u in pv.index], _ctx())]
+    ctx = _ctx().set_up(PROBES["logit-lens"](), toy_alm, data)
+    ex = [e for _, e in _inside.make_examples(toy_alm, data, [_wi(u) for u in pv.index], ctx)]
     for e, p in zip(ex, toy_alm.predict(ex)):
         assert pv.loc[e.utt_id, "value"] == pytest.approx(p.probs[e.row["acoustic_label"]], abs=1e-5)
         assert pv.loc[e.utt_id, "probs"][p.label] == pytest.approx(max(p.probs.values()), abs=1e-5)
@@ -145,7 +147,7 @@ def test_ablation_is_the_span_effect(toy_alm, tiny_manifest):
     from probes.library.attribution import attribute
 
     data = Manifest.read(tiny_manifest)
-    (_, ex), = _inside.make_examples(toy_alm, data, [_wi("utt01")], _ctx())
+    (_, ex), = _inside.make_examples(toy_alm, data, [_wi("utt01")], _ctx().set_up(PROBES["attribution"](), toy_alm, data))
     ai = toy_alm.inside_attribution(ex)
     rows = attribute(ai, toy_alm.labels, ex.row, methods=("ablation",))
     k = toy_alm.labels.index(rows[0]["target_label"])

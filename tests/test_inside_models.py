@@ -69,8 +69,8 @@ def test_inside_probes_run_on_model(model_name, pair_manifest, tmp_path):
         assert per_head == pytest.approx(np.ones_like(per_head), abs=1e-4)
 
     pat = read_rows(runs["activation-patching"])
-    assert set(pat["condition"]) == {"self", "patch"}
-    self_rows = pat[(pat["condition"] == "self") & (pat["metric"].isin(["shift", "tv_to_source"]))]
+    assert set(pat["pair"]) == {"self", "patch"} and set(pat["condition"]) == {"none"}
+    self_rows = pat[(pat["pair"] == "self") & (pat["metric"].isin(["shift", "tv_to_source"]))]
     assert self_rows["value"].abs().max() < 1e-4
     assert voice in set(pat["span"])
 

@@ -50,22 +50,15 @@ from probes.adapter import AttributionInputs, InsideInfo, Readout, require  # no
 
 # ---------------------------------------------------------------------------------- examples
 def make_examples(model: "Adapter", data: "Manifest", items: Sequence["WorkItem"], ctx: "RunContext",
-                  template: str = "plain") -> Iterator[tuple["WorkItem", "Example | Exception"]]:
-    """One plain Example per work item (audio loaded when the model needs it); errors as values."""
-    from probes.adapter import Example
-
-    if hasattr(model, "prepare") and not ctx.cache.get(("inside-prepared", id(model))):
-        # e.g. FAS: per-speaker normalisation statistics over the whole manifest, so a readout does
-        # not depend on which utterances happen to share its batch (self-patching must be a no-op)
-        model.prepare(data)
-        ctx.cache[("inside-prepared", id(model))] = True
+                  template: str | None = None) -> Iterator[tuple["WorkItem", "Example | Exception"]]:
+    """Each work item's Example under its condition, built by the runner's ``RunContext.example``
+    (interventions fitted once on the manifest); a bad file is an error value, not the end of the run."""
+    if ctx.probe is None:  # called outside run_probe
+        raise RuntimeError("inside probes get their Examples from the runner: use run_probe (RunContext.set_up)")
     for it in items:
         try:
-            row = data.row(it.utt_id)
-            audio = (ctx.load_audio(data, it.utt_id, model.sample_rate, model.max_seconds)
-                     if getattr(model, "needs_audio", True) else None)
-            yield it, Example(utt_id=it.utt_id, row=row, audio=audio, sr=model.sample_rate, template=template)
-        except Exception as e:  # a bad file is an error row, not the end of the run
+            yield it, ctx.example(it.utt_id, it.condition)
+        except Exception as e:
             yield it, e
 
 
@@ -74,7 +67,7 @@ def batched(xs: Sequence, n: int) -> Iterator[Sequence]:
         yield xs[i : i + n]
 
 
-def read_rows(model: "Adapter", data: "Manifest", items: Sequence["WorkItem"], ctx: "RunContext", template: str,
+def read_rows(model: "Adapter", data: "Manifest", items: Sequence["WorkItem"], ctx: "RunContext", template: str | None,
               to_rows: Callable[["WorkItem", "Example", Any], list[dict]], **read_kw: Any):
     """The shared ``execute`` loop: examples -> ``inside_read(**read_kw)`` in batches -> rows.
 
@@ -183,10 +176,22 @@ def write_unit_features(run_dir: Path, unit: str, arrays: dict[str, np.ndarray],
     return rel
 
 
-def read_features(run_dir: str | Path, pool: str):
-    """All utterances' pooled readouts of one run: (table of rows, X [n, layers + 1, dim]).
+def feature_conditions(run_dir: str | Path) -> list[str]:
+    """The conditions a feature run holds, ``none`` first."""
+    from probes.store import read_rows
 
-    The table has one row per utterance (utt_id, labels, speaker, sentence_id ...), in the
+    rows = read_rows(Path(run_dir))
+    if rows.empty or "condition" not in rows.columns:
+        return ["none"]
+    conds = sorted(set(rows["condition"].astype(str)))
+    return (["none"] if "none" in conds else []) + [c for c in conds if c != "none"]
+
+
+def read_features(run_dir: str | Path, pool: str, condition: str | None = None):
+    """The utterances' pooled readouts of one run (of one ``condition``, or all): (table of rows,
+    X [n, layers + 1, dim]).
+
+    The table has one row per unit (utt_id, condition, labels, speaker, sentence_id ...), in the
     order of X. Feature files of shards merged with ``probe merge`` must be copied beside the
     rows (``features/units/``); a missing file raises naming it.
     """
@@ -198,7 +203,12 @@ def read_features(run_dir: str | Path, pool: str):
     rows = read_rows(run_dir)
     if rows.empty or "features" not in rows.columns:
         raise FileNotFoundError(f"{run_dir}: no feature rows (run linear-probe or embeddings first)")
-    rows = rows.drop_duplicates("unit").reset_index(drop=True)
+    rows = rows.drop_duplicates("unit")
+    if condition is not None and "condition" in rows.columns:
+        rows = rows[rows["condition"].astype(str) == condition]
+        if rows.empty:
+            raise KeyError(f"{run_dir}: no feature rows under the condition {condition!r}")
+    rows = rows.reset_index(drop=True)
     xs = []
     for rel in rows["features"]:
         p = run_dir / rel

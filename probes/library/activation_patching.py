@@ -35,10 +35,16 @@ target / source distributions and ``p`` the patched one:
 Known answers (tested): patching an utterance into itself changes nothing at any layer; patching
 every position at a layer reproduces the source exactly.
 
-One row per (target, source, span, layer, metric): ``utt_id`` (target), ``condition``
-("patch" | "self"), ``source``, ``source_label``, ``span``, ``layer``, ``metric``, ``value`` +
+Conditions (``--set conditions=none,audio-flatten-f0``): with ``pairs="partner"`` (default) both
+utterances of a pair are built under the same condition; with ``pairs="condition"`` the source
+is the target's own copy under a condition and the target its clean run (``none``): "where
+does what the intervention changed flow into the answer?".
+
+One row per (target, source, span, layer, metric): ``utt_id`` (target), ``condition`` (as in
+prediction rows), ``pair`` ("patch" | "self" | "condition"), ``source``, ``source_label``, ``span``, ``layer``, ``metric``, ``value`` +
 the target's labels, speaker, sentence_id, split, corpus. ``metrics.json``: mean ``shift_norm``
-per span and layer (the map) and the number of pairs.
+per span and layer (the map) and the number of pairs, keyed by the pair kind (``patch``, ``self``)
+under ``none`` and ``<pair>@<condition>`` otherwise.
 """
 
 from __future__ import annotations
@@ -48,37 +54,59 @@ from pathlib import Path
 
 import numpy as np
 
-from probes.library._inside import label_columns, make_examples, positions, require, softmax
-from probes.probe import Probe, WorkItem
+from probes.library._inside import label_columns, positions, require, softmax
+from probes.probe import Conditions, Probe, WorkItem
 from probes.registry import PROBES
 
 
 @PROBES.register("activation-patching")
 @dataclass(frozen=True)
-class ActivationPatching(Probe):
+class ActivationPatching(Conditions, Probe):
     """Patch a span's residual from a same-words, other-voice utterance at each layer; a layer x span map."""
 
     kind = "inside"
     spans: tuple = field(default=(), metadata={"help": "spans to patch, or 'all' (every position); default: every span the model names"})
     max_sources: int = field(default=1, metadata={"help": "partners per target (same sentence, other voice label), drawn with the seed"})
     self_patch: bool = field(default=False, metadata={"help": "also patch each utterance into itself (a control: must change nothing)"})
+    pairs: str = field(default="partner", metadata={"help": "partner: same words, other voice; condition: each utterance's copy under a condition into its clean run"})
     template: str = field(default="plain", metadata={"help": "prompt template"})
     eps: float = field(default=1e-3, metadata={"help": "below this p_s - p_t gap shift_norm is left empty"})
     seed: int = field(default=0, metadata={"help": "partner draw"})
 
     def plan(self, data) -> list[WorkItem]:
+        """Per condition: each utterance with up to ``max_sources`` partners (``pairs="partner"``:
+        ``PatchSpan.partner``'s same-sentence, other-voice tier), itself (``self_patch``), or, with
+        ``pairs="condition"``, its own copy under each condition other than ``none``."""
+        from interventions.activation import PatchSpan
         from interventions.base import rng_for
+        from probes.adapter import Example
 
-        df = data.df
+        if self.pairs not in ("partner", "condition"):
+            raise ValueError(f"activation-patching: pairs={self.pairs!r}; use partner or condition")
+        conds = list(self.condition_map())
         items = []
-        for u, sent, lab in zip(df["utt_id"], df["sentence_id"], df["acoustic_label"]):
-            if self.self_patch:
-                items.append(WorkItem(u, "self", (u,)))
-            cands = sorted(v for v, s2, l2 in zip(df["utt_id"], df["sentence_id"], df["acoustic_label"])
-                           if sent and s2 == sent and l2 != lab and v != u)
-            if cands and self.max_sources > 0:
-                pick = rng_for(self.seed, u, "patch-source").permutation(len(cands))[: self.max_sources]
-                items += [WorkItem(u, "patch", (cands[int(i)],)) for i in sorted(pick)]
+        if self.pairs == "condition":
+            if "none" not in conds or len(conds) < 2:
+                raise ValueError("activation-patching pairs=condition patches each utterance's copy under a condition "
+                                 "into its clean run: give --set conditions=none,<intervention>[,...]")
+            items = [WorkItem(u, c, ("condition", u)) for u in data.df["utt_id"] for c in conds if c != "none"]
+        else:
+            finder = PatchSpan().fit(data)
+            for c in conds:
+                for u in data.df["utt_id"]:
+                    if self.self_patch:
+                        items.append(WorkItem(u, c, ("self", u)))
+                    ex, picked = Example(utt_id=u, row=data.row(u)), []
+                    rng = rng_for(self.seed, u, "patch-source")
+                    while len(picked) < self.max_sources:
+                        try:
+                            src, how = finder.partner(ex, rng, exclude=picked)
+                        except ValueError:
+                            break
+                        if how != "same-sentence":  # the method needs the same words in another voice
+                            break
+                        picked.append(src)
+                    items += [WorkItem(u, c, ("patch", v)) for v in sorted(picked)]
         if not items:
             raise ValueError(f"{data.source}: activation-patching needs pairs with the same sentence_id and a "
                              "different acoustic_label (the synthetic corpus makes them); none found.")
@@ -90,21 +118,28 @@ class ActivationPatching(Probe):
         labels = tuple(m.labels)
         layers = list(range(info.n_layers + 1))
         for it in items:
-            src_id = it.key[0]
+            pair, src_id = it.key
             try:
-                (_, t), (_, s) = make_examples(model, data, [it, WorkItem(src_id, it.condition)], ctx, self.template)
-                for e in (t, s):
-                    if isinstance(e, Exception):
-                        raise e
+                t = ctx.example(it.utt_id, "none" if pair == "condition" else it.condition)
+                s = ctx.example(src_id, it.condition)
                 rt, rs = m.inside_read([t, s])
-                rows = []
+                rows, skipped = [], []
                 for span in (tuple(self.spans) or info.spans):
                     if span != "all" and (span not in rt.spans or not len(positions(rt.spans[span]))):
                         continue  # this model / prompt has no such span (no cue tokens, say)
-                    scores = m.inside_patch(t, s, span=span, layers=layers)   # [layers + 1, n_labels]
+                    try:
+                        scores = m.inside_patch(t, s, span=span, layers=layers)   # [layers + 1, n_labels]
+                    except ValueError as e:
+                        if pair != "condition" or "equal length" not in str(e):
+                            raise
+                        skipped.append(span)  # a condition that changes a text span's length: not patchable
+                        continue
                     rows += patch_rows(scores, rt.final, rs.final, labels, span=span, layers=layers, eps=self.eps,
-                                       base={"utt_id": it.utt_id, "condition": it.condition, "source": src_id,
-                                             "source_label": s.row["acoustic_label"], **label_columns(t.row)})
+                                       base={"utt_id": it.utt_id, "condition": it.condition, "pair": pair,
+                                             "source": src_id, "source_label": s.row["acoustic_label"],
+                                             **label_columns(t.row)})
+                if not rows and skipped:
+                    raise ValueError(f"{it.utt_id}: under {it.condition} every span differs in length ({', '.join(skipped)})")
                 yield it, rows
             except Exception as err:
                 yield it, err
@@ -116,9 +151,12 @@ class ActivationPatching(Probe):
         out: dict = {"errors": count_errors(run_dir)}
         if df.empty or "metric" not in df.columns:
             return out
-        for cond, g in df.groupby("condition"):
+        if "pair" not in df.columns:  # runs written before conditions (condition held the pair kind)
+            df = df.assign(pair=df["condition"], condition="none")
+        for (cond, pair), g in df.groupby(["condition", "pair"]):
             sub = g[g["metric"] == "shift_norm"]
-            out[cond] = {"pairs": int(g["unit"].nunique()),
+            key = pair if cond == "none" else f"{pair}@{cond}"  # "patch" / "self" under none, as before
+            out[key] = {"pairs": int(g["unit"].nunique()),
                          "shift_norm": {sp: {int(l): _f(v) for l, v in h.groupby("layer")["value"].mean().items()}
                                         for sp, h in sub.groupby("span")},
                          "max_abs_shift": _f(g[g["metric"] == "shift"]["value"].abs().max())}

@@ -33,21 +33,18 @@ from pathlib import Path
 import numpy as np
 
 from probes.library._inside import label_columns, read_rows, require, span_mass, with_other
-from probes.probe import Probe, WorkItem
+from probes.probe import Conditions, Probe, WorkItem
 from probes.registry import PROBES
 
 
 @PROBES.register("attention-share")
 @dataclass(frozen=True)
-class AttentionShare(Probe):
+class AttentionShare(Conditions, Probe):
     """Attention mass of the answer position on the audio vs the text spans, per layer and head."""
 
     kind = "inside"
     template: str = field(default="plain", metadata={"help": "prompt template (interventions/prompts)"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for the congruent/conflict difference"})
-
-    def plan(self, data) -> list[WorkItem]:
-        return [WorkItem(u, "none") for u in data.df["utt_id"]]
 
     def execute(self, model, data, items, ctx):
         m = model

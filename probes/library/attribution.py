@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from probes.library._inside import VOICE_SPANS, label_columns, make_examples, positions, require
-from probes.probe import Probe, WorkItem
+from probes.probe import Conditions, Probe, WorkItem
 from probes.registry import PROBES
 
 
 @PROBES.register("attribution")
 @dataclass(frozen=True)
-class Attribution(Probe):
+class Attribution(Conditions, Probe):
     """Integrated gradients and span ablation at the input embeddings: audio share vs text share."""
 
     kind = "inside"
@@ -50,7 +50,7 @@ class Attribution(Probe):
     def plan(self, data) -> list[WorkItem]:
         if self.target not in ("pred", "acoustic", "semantic"):
             raise ValueError(f"attribution: target={self.target!r}; use pred, acoustic or semantic")
-        return [WorkItem(u, "none") for u in data.df["utt_id"]]
+        return super().plan(data)
 
     def execute(self, model, data, items, ctx):
         m = model

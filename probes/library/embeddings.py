@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from probes.library._inside import execute_features, read_features
-from probes.probe import Probe, WorkItem
+from probes.library._inside import execute_features, feature_conditions, read_features
+from probes.probe import Conditions, Probe, WorkItem
 from probes.registry import PROBES
 
 
 @PROBES.register("embeddings")
 @dataclass(frozen=True)
-class Embeddings(Probe):
+class Embeddings(Conditions, Probe):
     """Pooled representations per layer saved to the run folder, with a cached UMAP of chosen layers."""
 
     kind = "inside"
@@ -46,9 +46,6 @@ class Embeddings(Probe):
     n_neighbors: int = field(default=15, metadata={"help": "UMAP n_neighbors"})
     template: str = field(default="plain", metadata={"help": "prompt template"})
     dtype: str = field(default="float32", metadata={"help": "feature file dtype"})
-
-    def plan(self, data) -> list[WorkItem]:
-        return [WorkItem(u, "none") for u in data.df["utt_id"]]
 
     def execute(self, model, data, items, ctx):
         yield from execute_features(self, model, data, items, ctx, pools=self.pools, template=self.template,
@@ -68,20 +65,24 @@ class Embeddings(Probe):
             return out
         seed = int(json.loads((run_dir / "manifest.json").read_text()).get("seed", 0))
         coords = []
-        for pool in dict.fromkeys(p for ps in rows["pools"] for p in ps):
-            meta, X = read_features(run_dir, pool)                          # [n, layers + 1, dim]
+        for cond, pool in ((c, p) for c in feature_conditions(run_dir)
+                           for p in dict.fromkeys(p for ps in rows["pools"] for p in ps)):
+            meta, X = read_features(run_dir, pool, cond)                    # [n, layers + 1, dim]
             for layer in pick_layers(self.umap_layers, X.shape[1]):
-                path = write_layer(run_dir, pool, layer, meta, X[:, layer])
+                path = write_layer(run_dir, pool, layer, meta, X[:, layer], condition=cond)
                 out["files"].append(str(path.relative_to(run_dir)))
                 if self.umap and len(X) >= 4:
                     Y = project(X[:, layer], cache=run_dir / ".cache", how=self.reducer,
                                 n_neighbors=self.n_neighbors, seed=seed)  # [n, 2]
-                    coords.append(pd.DataFrame({"utt_id": meta["utt_id"], "pool": pool, "layer": layer,
+                    coords.append(pd.DataFrame({"utt_id": meta["utt_id"], "condition": cond, "pool": pool, "layer": layer,
                                                 "x": Y[:, 0], "y": Y[:, 1],
                                                 "acoustic_label": meta["acoustic_label"],
                                                 "semantic_label": meta["semantic_label"],
                                                 "congruent": meta["congruent"]}))
-            out.setdefault("shapes", {})[pool] = list(X.shape)
+            if cond == "none" or "none" not in feature_conditions(run_dir):
+                out.setdefault("shapes", {})[pool] = list(X.shape)
+            else:
+                out.setdefault("condition_shapes", {}).setdefault(cond, {})[pool] = list(X.shape)
         if coords:
             pd.concat(coords).to_csv(run_dir / "umap.csv", index=False)
             out["umap"] = {"file": "umap.csv", "reducer": self.reducer}
@@ -106,9 +107,11 @@ def pick_layers(spec, n: int) -> list[int]:
     return list(dict.fromkeys(out))
 
 
-def write_layer(run_dir: Path, pool: str, layer: int, meta, X: np.ndarray) -> Path:
-    """``embeddings/<pool>-layer<L>.npz``: fixed-width string arrays, so no pickle is needed to read it."""
-    path = Path(run_dir) / "embeddings" / f"{pool}-layer{layer}.npz"
+def write_layer(run_dir: Path, pool: str, layer: int, meta, X: np.ndarray, condition: str = "none") -> Path:
+    """``embeddings/<pool>-layer<L>.npz`` (``...@<condition>.npz`` for a condition other than none):
+    fixed-width string arrays, so no pickle is needed to read it."""
+    suffix = "" if condition == "none" else "@" + "".join(ch if ch.isalnum() or ch in "._-+" else "-" for ch in condition)
+    path = Path(run_dir) / "embeddings" / f"{pool}-layer{layer}{suffix}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = {c: np.asarray(meta[c].astype(str).tolist(), dtype=str) for c in
             ("utt_id", "acoustic_label", "semantic_label", "congruent", "speaker", "sentence_id")}

@@ -18,8 +18,12 @@ row per utterance names its file); the probes are fit afterwards, in ``summarize
 them. Re-running ``summarize`` (``probe run`` again on a finished run) refits without touching
 the model.
 
+Under several conditions (``--set conditions=none,audio-flatten-f0``) the probes are fit per
+condition, never across them: ``probe-scores/<pool>.csv`` for ``none``, ``<pool>@<condition>.csv``
+for the others, and ``metrics.json["conditions"][condition][pool]``.
+
 What it writes beside the rows: ``probe-scores/<pool>.csv``, one row per (layer, target):
-``layer, target ("acoustic" | "semantic" | "control"), score, metric ("uar"), accuracy,
+``condition, layer, target ("acoustic" | "semantic" | "control"), score, metric ("uar"), accuracy,
 n_scored, n_classes, chance, held_out, pool``; ``metrics.json`` holds the same per pool plus the
 best layer per target and the selectivity curve.
 """
@@ -31,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from probes.library._inside import control_labels, execute_features, fit_probe, read_features
-from probes.probe import Probe, WorkItem
+from probes.library._inside import control_labels, execute_features, feature_conditions, fit_probe, read_features
+from probes.probe import Conditions, Probe, WorkItem
 from probes.registry import PROBES
 
 TARGETS = ("acoustic", "semantic", "control")
@@ -40,7 +44,7 @@ TARGETS = ("acoustic", "semantic", "control")
 
 @PROBES.register("linear-probe")
 @dataclass(frozen=True)
-class LinearProbe(Probe):
+class LinearProbe(Conditions, Probe):
     """Per-layer logistic-regression probes for the voice's and the words' label, with a control task."""
 
     kind = "inside"
@@ -49,9 +53,6 @@ class LinearProbe(Probe):
     C: float = field(default=1.0, metadata={"help": "inverse L2 strength of the logistic regression"})
     template: str = field(default="plain", metadata={"help": "prompt template"})
     dtype: str = field(default="float32", metadata={"help": "feature file dtype (float16 halves the disk)"})
-
-    def plan(self, data) -> list[WorkItem]:
-        return [WorkItem(u, "none") for u in data.df["utt_id"]]
 
     def execute(self, model, data, items, ctx):
         yield from execute_features(self, model, data, items, ctx, pools=self.pools, template=self.template,
@@ -70,18 +71,27 @@ class LinearProbe(Probe):
         seed = int(json.loads((run_dir / "manifest.json").read_text()).get("seed", 0))
         pools = list(dict.fromkeys(p for ps in rows["pools"] for p in ps))
         (run_dir / "probe-scores").mkdir(exist_ok=True)
-        for pool in pools:
-            table = score_layers(run_dir, pool, folds=self.folds, C=self.C, seed=seed)
-            table.to_csv(run_dir / "probe-scores" / f"{_slug(pool)}.csv", index=False)
-            out["pools"][pool] = summarize_table(table)
+        for cond in feature_conditions(run_dir):  # one probe per condition: never fit across conditions
+            for pool in pools:
+                table = score_layers(run_dir, pool, folds=self.folds, C=self.C, seed=seed, condition=cond)
+                suffix = "" if cond == "none" else f"@{_slug(cond)}"
+                table.to_csv(run_dir / "probe-scores" / f"{_slug(pool)}{suffix}.csv", index=False)
+                if cond == "none":
+                    out["pools"][pool] = summarize_table(table)
+                else:
+                    out.setdefault("conditions", {}).setdefault(cond, {})[pool] = summarize_table(table)
         return out
 
 
-def score_layers(run_dir: Path, pool: str, *, folds: int = 3, C: float = 1.0, seed: int = 0):
-    """The (layer, target, score) table of one pool (see the module docstring)."""
+def score_layers(run_dir: Path, pool: str, *, folds: int = 3, C: float = 1.0, seed: int = 0,
+                 condition: str | None = None):
+    """The (layer, target, score) table of one pool under one condition (see the module docstring)."""
     import pandas as pd
 
-    meta, X = read_features(run_dir, pool)                             # X [n, layers + 1, dim]
+    conds = feature_conditions(run_dir)
+    if condition is None and len(conds) > 1:
+        condition = "none" if "none" in conds else conds[0]
+    meta, X = read_features(run_dir, pool, condition)                 # X [n, layers + 1, dim]
     spk, sent = meta["speaker"].astype(str).tolist(), meta["sentence_id"].astype(str).tolist()
     ys = {"acoustic": meta["acoustic_label"].astype(str).to_numpy(),
           "semantic": meta["semantic_label"].fillna("").astype(str).to_numpy()}
@@ -95,7 +105,7 @@ def score_layers(run_dir: Path, pool: str, *, folds: int = 3, C: float = 1.0, se
                 continue
             sc, _ = fit_probe(X[keep, layer], y[keep], np.asarray(spk)[keep], np.asarray(sent)[keep],
                               folds=folds, seed=seed, C=C)
-            out.append({"pool": pool, "layer": layer, "target": target, "metric": "uar", "score": sc.score,
+            out.append({"pool": pool, "condition": condition or "none", "layer": layer, "target": target, "metric": "uar", "score": sc.score,
                         "accuracy": sc.accuracy, "n_scored": sc.n_scored, "n_classes": sc.n_classes,
                         "chance": 1.0 / sc.n_classes, "held_out": sc.held_out})
     return pd.DataFrame(out)

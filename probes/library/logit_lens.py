@@ -31,20 +31,17 @@ from pathlib import Path
 import numpy as np
 
 from probes.library._inside import label_columns, read_rows, require, softmax
-from probes.probe import Probe, WorkItem
+from probes.probe import Conditions, Probe, WorkItem
 from probes.registry import PROBES
 
 
 @PROBES.register("logit-lens")
 @dataclass(frozen=True)
-class LogitLens(Probe):
+class LogitLens(Conditions, Probe):
     """The label distribution read from each layer's residual at the answer position."""
 
     kind = "inside"
     template: str = field(default="plain", metadata={"help": "prompt template"})
-
-    def plan(self, data) -> list[WorkItem]:
-        return [WorkItem(u, "none") for u in data.df["utt_id"]]
 
     def execute(self, model, data, items, ctx):
         m = model

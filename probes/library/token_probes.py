@@ -125,46 +125,22 @@ def compare_conditions(run_dir: Path, refs: tuple[str, ...] = ("none",), correct
     return {"compare": compare, "neutral": neutral, "collapse": collapse, "confusion": conf}
 
 
-@PROBES.register("token-aligned")
-@dataclass(frozen=True)
-class TokenAligned(_TokenProbe):
-    """Cue tokens of the utterance itself in the prompt vs none: do aligned cues help?"""
-
-    name = "token-aligned"
-    arms = ("aligned",)
-
-
-@PROBES.register("token-shuffle")
-@dataclass(frozen=True)
-class TokenShuffle(_TokenProbe):
-    """Cue tokens of another utterance in the prompt vs none: does the model follow foreign cues?"""
-
-    name = "token-shuffle"
-    arms = ("shuffled",)
+# The five registered probes differ only in their arms: one generated class each, the name and
+# the arms written once in this table.
+PROBE_ARMS = {
+    "token-aligned": (("aligned",), "Cue tokens of the utterance itself in the prompt vs none: do aligned cues help?"),
+    "token-shuffle": (("shuffled",), "Cue tokens of another utterance in the prompt vs none: does the model follow foreign cues?"),
+    "token-conflict": (("conflicting",), "Cue tokens of a different emotion's profile vs none: do conflicting cues pull the answer?"),
+    "token-corrupt": (("corrupted",), "Randomly corrupted cue tokens vs none: how robust is the model to noisy cues?"),
+    "token-all": (("aligned", "shuffled", "conflicting", "corrupted"),
+                  "None + aligned + shuffled + conflicting + corrupted cue tokens in one pass over the data."),
+}
 
 
-@PROBES.register("token-conflict")
-@dataclass(frozen=True)
-class TokenConflict(_TokenProbe):
-    """Cue tokens of a different emotion's profile vs none: do conflicting cues pull the answer?"""
-
-    name = "token-conflict"
-    arms = ("conflicting",)
+def _token_probe(name: str, arms: tuple[str, ...], doc: str) -> type:
+    cls = type("Token" + "".join(w.title() for w in name.split("-")[1:]), (_TokenProbe,),
+               {"arms": arms, "__doc__": doc, "__module__": __name__, "__annotations__": {}})
+    return PROBES.register(name)(dataclass(frozen=True)(cls))
 
 
-@PROBES.register("token-corrupt")
-@dataclass(frozen=True)
-class TokenCorrupt(_TokenProbe):
-    """Randomly corrupted cue tokens vs none: how robust is the model to noisy cues?"""
-
-    name = "token-corrupt"
-    arms = ("corrupted",)
-
-
-@PROBES.register("token-all")
-@dataclass(frozen=True)
-class TokenAll(_TokenProbe):
-    """None + aligned + shuffled + conflicting + corrupted cue tokens in one pass over the data."""
-
-    name = "token-all"
-    arms = ("aligned", "shuffled", "conflicting", "corrupted")
+TokenAligned, TokenShuffle, TokenConflict, TokenCorrupt, TokenAll = (_token_probe(n, *v) for n, v in PROBE_ARMS.items())

@@ -96,6 +96,11 @@ class Instruments:
             ops.append(self.span_op(batch, e.layer, e.span, rows, values))
         return ops
 
+    def example_ops(self, batch: Batch, examples: Sequence[Example]) -> list[Op]:
+        """The ops of the examples' own ``Edit``s (activation interventions), each on the rows carrying it."""
+        edits = sorted({e for ex in examples for e in ex.edits}, key=repr)
+        return self.edit_ops(batch, [(e, [i for i, ex in enumerate(examples) if e in ex.edits]) for e in edits])
+
     def span_op(self, batch: Batch, layer: int, span: str, rows: Sequence[int],
                 values: Callable[[int, torch.Tensor], torch.Tensor]) -> Op:
         """An op replacing ``span`` at residual ``layer`` in ``rows`` by ``values(row, current)``."""
@@ -133,8 +138,9 @@ class Instruments:
         """Next-token logits at the answer position with ``edits`` on every row. # [b, vocab]"""
         batch = self.encode(examples)
         rows = range(len(examples))
+        ops = self.example_ops(batch, examples) + self.edit_ops(batch, [(e, rows) for e in edits], sources)
         with torch.no_grad():
-            h = self._forward(batch, self.edit_ops(batch, [(e, rows) for e in edits], sources))
+            h = self._forward(batch, ops)
             return self.unembed(h[torch.arange(len(examples)), batch.answer])
 
     answer_logits = run_with_edits
@@ -221,8 +227,8 @@ class Instruments:
         layers = self._layers(layers)
         batch = self.encode(examples)
         got: dict = {}
-        with torch.no_grad():
-            self._forward(batch, self._read_ops(batch, layers, spans, got))
+        with torch.no_grad():  # the examples' own edits first, then the reads see their result
+            self._forward(batch, self.example_ops(batch, examples) + self._read_ops(batch, layers, spans, got))
         return {"layers": layers, **_stack(got, layers, spans, len(examples), pool)}
 
     def capture(self, examples: Sequence[Example], layer: int, span: str = "audio") -> list[torch.Tensor]:
@@ -240,7 +246,7 @@ class Instruments:
         batch = self.encode(examples)
         got: dict = {}
         with torch.no_grad(), self.eager_attention():
-            self._forward(batch, self._attn_ops(batch, layers, got))
+            self._forward(batch, self.example_ops(batch, examples) + self._attn_ops(batch, layers, got))
         w = torch.stack([got[("attn", l)] for l in layers], 1)              # [b, layers, heads, seq]
         w = w * batch.mask[:, None, None, :].to(w.dtype)
         return {"weights": w, "layers": layers, "spans": batch.spans, "lengths": batch.lengths}
@@ -299,7 +305,8 @@ class Instruments:
                    batch.lengths, batch.utt_ids)
         layers = list(range(self.n_layers + 1))
         got: dict = {}
-        ops = self._read_ops(pb, layers, want, got) if want else []
+        ops = self.example_ops(batch, examples)  # an activation intervention of the condition, if any
+        ops += self._read_ops(pb, layers, want, got) if want else []
         if attention:
             ops += self._attn_ops(batch, list(range(self.n_layers)), got)
         with torch.no_grad(), (self.eager_attention() if attention else contextlib.nullcontext()):
@@ -332,7 +339,7 @@ class Instruments:
         at = {l: k for k, l in enumerate(sorted(set(layers)))}
         batch = self.encode([target] * len(layers))
         n_t = len(span_pos(batch, 0, span))
-        ops = []
+        ops = self.example_ops(batch, [target] * len(layers))  # the target's own edits, then the patch
         for k, l in enumerate(layers):
             src = caps[at[l]]                                                       # [n_source, d]
             if span == "audio" and src.shape[0] not in (n_t, 0):
@@ -360,7 +367,8 @@ class Instruments:
         def forward(x):                                                             # [n, seq, d] -> [n, n_labels]
             n = x.shape[0]
             bb = Batch(x, b.mask.expand(n, -1), b.ids.expand(n, -1), b.spans * n, b.lengths * n, b.utt_ids * n)
-            return self.forward_embeds(x.to(self.dtype), bb)[:, first].float()
+            with hooked(self, self.example_ops(bb, [ex] * n)):  # the example's own edits hold along the path
+                return self.forward_embeds(x.to(self.dtype), bb)[:, first].float()
 
         return AttributionInputs(inputs=(b.embeds.detach().float(),), baselines=(base.float(),), forward=forward,
                                  spans={k: (0, v) for k, v in spans.items() if k != "answer"})
