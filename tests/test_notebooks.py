@@ -138,3 +138,20 @@ def test_demo_layout(quick_demo):
         assert (run / "report.html").exists() and any((run / "figures").glob("*.png"))
         assert Path(read_manifest(run)["data"]) == corpus
     assert not (quick_demo / "runs").exists()  # not runs/demo/runs/...
+
+
+def test_every_demo_report_fits_1400px(quick_demo, browser):
+    """Every report `probe demo --quick` writes, as written (audio beside the corpus, figures embedded),
+    in headless Chromium (tests/test_browser.py); here so that one worker builds the demo once."""
+    import json
+
+    from tests.fixtures.reports import layout_check
+
+    index = json.loads((quick_demo / "index.json").read_text())
+    assert len(index["runs"]) >= 3
+    for entry in index["runs"]:
+        page = Path(entry["report"])
+        assert page.stat().st_size < 3_000_000, page  # audio is not inlined
+        res = layout_check(page, 1400, browser=browser)
+        assert res["scroll_width"] <= res["viewport"] and res["too_wide"] == [], (page, res["too_wide"][:10])
+        assert res["broken_images"] == [], page
