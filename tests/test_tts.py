@@ -193,3 +193,12 @@ def test_budget_table_and_plot(tiny_manifest, tmp_path):
     assert "RANDOM" in ax.get_title() and len(ax.lines) == 1
     with pytest.raises(KeyError, match="metric"):
         _tts.plot_budget(runs, metric="nope")
+
+
+def test_unknown_verifier_fails_when_options_are_read():
+    from probes.library.tts_best_of_n import TTSBestOfN
+    from probes.options import OptionError, build_probe
+
+    with pytest.raises(OptionError, match="voice-oracle"):
+        build_probe(TTSBestOfN, {"verifier": "voice-orcle"})
+    assert build_probe(TTSBestOfN, {"verifier": "voice-oracle", "n": "3"}).n == 3

@@ -36,7 +36,7 @@ class TTSBestOfN(TTSProbe):
     top_k: int = field(default=0, metadata={"help": "sample from the k most likely tokens (0 = all)"})
     score: str = field(default="mean", metadata={"help": "own-likelihood score: per token (mean) or whole answer (sum)", "choices": ("mean", "sum")})
     weighted: bool = field(default=False, metadata={"help": "weighted best-of-N: votes weighted by softmax(verifier score)"})
-    verifier: str | None = field(default=None, metadata={"help": "a registered model that scores the candidates (default: the model's own likelihood)"})
+    verifier: str | None = field(default=None, metadata={"help": "a registered model that scores the candidates (default: the model's own likelihood)", "validate": lambda v: _check_verifier(v)})
     verifier_tiny: bool = field(default=False, metadata={"help": "load the verifier as its tiny random-weight instance"})
     verifier_path: str | None = field(default=None, metadata={"help": "the verifier's --model-path"})
 
@@ -72,3 +72,15 @@ class TTSBestOfN(TTSProbe):
         c = cands[best]
         extra["chosen"] = best
         return Prediction(label=c.label, raw=final_answer(c.text, reasoning=reasoning)), cands, extra
+
+
+def _check_verifier(name) -> None:
+    """An unknown verifier fails when the options are read, naming the closest registered models."""
+    if name in (None, ""):
+        return
+    from probes.registry import MODELS, RegistryError
+
+    try:
+        MODELS[str(name)]
+    except RegistryError as e:
+        raise ValueError(f"verifier: {e}") from None
