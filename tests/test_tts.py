@@ -202,3 +202,22 @@ def test_unknown_verifier_fails_when_options_are_read():
     with pytest.raises(OptionError, match="voice-oracle"):
         build_probe(TTSBestOfN, {"verifier": "voice-orcle"})
     assert build_probe(TTSBestOfN, {"verifier": "voice-oracle", "n": "3"}).n == 3
+
+
+def test_soft_scores_in_metrics_when_the_manifest_has_soft_labels(tiny_manifest, tmp_path):
+    import pandas as pd
+
+    df = pd.read_csv(tiny_manifest, dtype=str, keep_default_na=False)
+    df["soft_happy"] = ["3", "1"] + [""] * 6
+    df["soft_sad"] = ["1", "3"] + [""] * 6
+    data = tmp_path / "data"
+    data.mkdir()
+    for w in tiny_manifest.parent.glob("*.wav"):
+        (data / w.name).write_bytes(w.read_bytes())
+    df.to_csv(data / "manifest.csv", index=False)
+    rows, m = _run("tts-beam", data / "manifest.csv", tmp_path / "run", "beam_width=2", "max_new_tokens=2")
+    soft = m["soft"]["none"]
+    assert soft["n_majority"] == 2                              # both annotated rows have a unique top label
+    valid = sum(isinstance(p, dict) for p in rows["probs"]) if "probs" in rows else 0
+    assert soft["n_soft"] == valid                              # rows with a distribution are the ones scored
+    assert "happy" in m["soft"]["labels"] and "sad" in m["soft"]["labels"]
