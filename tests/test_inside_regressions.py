@@ -121,14 +121,15 @@ def test_activation_patching_on_unequal_durations(qwen, unequal_pairs, tmp_path)
                     progress=False, strict=True)
     assert read_errors(run).empty
     df = read_rows(run)
-    pat = df[df["condition"] == "patch"]
+    assert set(df["condition"]) == {"none"}                                  # the condition; the pair kind is in "pair"
+    pat = df[df["pair"] == "patch"]
     assert pat["utt_id"].nunique() == 4                                      # every utterance got its partner
     assert {"audio", "prompt", "answer"} <= set(pat["span"])
     layers = set(range(qwen.n_layers + 1))
     for (_, span), g in pat.groupby(["utt_id", "span"]):
         assert set(g["layer"]) == layers
     assert np.isfinite(pat[pat["metric"] == "tv_to_source"]["value"].astype(float)).all()
-    self_rows = df[(df["condition"] == "self") & df["metric"].isin(["shift", "tv_to_source"])]
+    self_rows = df[(df["pair"] == "self") & df["metric"].isin(["shift", "tv_to_source"])]
     assert len(self_rows) and self_rows["value"].abs().max() < 1e-6         # A into A changes nothing
 
 
