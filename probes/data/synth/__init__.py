@@ -42,7 +42,7 @@ def build(
 ) -> Path:
     """Build the synthetic conflict corpus in ``out``; return the manifest path.
 
-    ``n`` subsamples the full design (784 items) deterministically, stratified so that train,
+    ``n`` subsamples the full design (1,120 items) deterministically, stratified so that train,
     dev and test stay populated; ``conflict_rate`` sets the share of conflict items.
     """
     import numpy as np
