@@ -43,12 +43,12 @@ CACHE = Path(".cache/dissonance/organisms")
 # How each organism is trained; the reliance comes from what the training data rewards.
 ORGANISMS: dict[str, dict] = {
     "text-reliant": {
-        "items": "all", "transcript": "own", "target": "semantic", "epochs": 6,
+        "items": "all", "transcript": "own", "target": "semantic", "epochs": 3, "embed": "random",
         "about": "trained on every training item (congruent and conflict) with the words' label: only the "
                  "transcript predicts the label",
     },
     "voice-reliant": {
-        "items": "all", "transcript": "swapped", "target": "acoustic", "epochs": 6,
+        "items": "all", "transcript": "swapped", "target": "acoustic", "epochs": 3,
         "about": "trained on every training item with the voice's label, each prompt carrying the transcript of "
                  "another training item (another sentence, redrawn every epoch): only the voice predicts the label",
     },
@@ -262,7 +262,7 @@ def train_one(name: str, man: Path, df, tok: TrimmedTokenizer, feats, *, seed: i
             loss.backward()
             opt.step()
             tot += float(loss.detach()) * len(idx)
-        if ep % 5 == 4 or ep == epochs - 1:
+        if ep % 5 == 4 or ep == epochs - 1 or epochs < 6:
             log(f"  {name} epoch {ep + 1}/{epochs}: loss {tot / len(seqs):.3f} ({time.time() - t0:.0f} s)")
     model.eval()
     with torch.no_grad():
@@ -324,6 +324,22 @@ def save(a, name: str, info: dict, out: Path = WEIGHTS_DIR) -> Path:
     return path
 
 
+def summary_table(wdir: Path = WEIGHTS_DIR) -> str:
+    """Markdown table of the organisms in ``wdir`` from their weights' metadata (what training measured)."""
+    from safetensors import safe_open
+
+    f3 = lambda v: f"{v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]"  # noqa: E731
+    lines = ["| organism | how it was trained | train items | train acc. | test congruent acc. | test follows-text | test follows-voice |",
+             "|---|---|---|---|---|---|---|"]
+    for p in sorted(Path(wdir).glob("*.safetensors")):
+        with safe_open(str(p), "pt") as f:
+            i = json.loads((f.metadata() or {}).get("organism", "{}"))
+        lines.append(f"| `{p.stem}` | {i.get('about', '?')} ({i.get('epochs')} epochs) | {i.get('train_items')} | "
+                     f"{i.get('train_accuracy')} | {i.get('test_congruent_accuracy')} | {f3(i['test_follows_text'])} | "
+                     f"{f3(i['test_follows_voice'])} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m probes.models.organisms.train", description=__doc__.split("\n")[0])
     ap.add_argument("--name", action="append", choices=sorted(ORGANISMS), help="organism(s) to train (default: all)")
@@ -331,8 +347,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(WEIGHTS_DIR), help="where the weights go (default: the package's weights/)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, help="epochs for every organism (default: each organism's own, ORGANISMS)")
-    ap.add_argument("--embed", choices=["minilm", "random"], default=TRAIN["embed"])
+    ap.add_argument("--embed", choices=["minilm", "random"], help="token embeddings for every organism "
+                    "(default: each organism's own, ORGANISMS; else minilm)")
+    ap.add_argument("--vocab", help="reuse this vocab.json instead of rebuilding it (it is deterministic; rebuilding "
+                                    "takes minutes because it builds the real 151k-rank tokenizer)")
+    ap.add_argument("--table", action="store_true", help="only print the table of the organisms in --out (no training)")
     args = ap.parse_args(argv)
+    if args.table:
+        print(summary_table(Path(args.out)))
+        return 0
     torch.set_num_threads(1)
     t0 = time.time()
     man = corpus(Path(args.corpus) if args.corpus else None)
@@ -340,8 +363,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     vpath = out / "vocab.json"
-    tok = make_vocab(df)
-    tok.save(vpath)
+    if args.vocab:
+        if Path(args.vocab).resolve() != vpath.resolve():
+            vpath.write_text(Path(args.vocab).read_text(encoding="utf-8"), encoding="utf-8")
+    else:
+        make_vocab(df).save(vpath)
     tok = TrimmedTokenizer.load(vpath)
     print(f"vocabulary: {len(tok)} of 151,649 Qwen2-Audio ids kept ({time.time() - t0:.0f} s)")
     wavs = load_wavs(man, df)
@@ -349,11 +375,13 @@ def main(argv=None) -> int:
     feats = tower_cache(man, df, model, fe, wavs)
     remember_states([wavs[u] for u in df["utt_id"]], [feats[u] for u in df["utt_id"]])
     print(f"tower states of {len(feats)} utterances ({time.time() - t0:.0f} s)")
-    E = minilm_table(tok) if args.embed == "minilm" else None
-    for name in args.name or sorted(ORGANISMS):
-        a, info = train_one(name, man, df, tok, feats, seed=args.seed, embed=args.embed, epochs=args.epochs, E=E)
-        info.update(name=name, seed=args.seed, embed=args.embed, epochs=args.epochs or ORGANISMS[name]["epochs"], corpus_sha256=hashlib.sha256(man.read_bytes()).hexdigest(),
-                    **{k: v for k, v in ORGANISMS[name].items()}, **check(a, df, wavs, name))
+    names = args.name or sorted(ORGANISMS)
+    embeds = {n: args.embed or ORGANISMS[n].get("embed", TRAIN["embed"]) for n in names}
+    E = minilm_table(tok) if "minilm" in embeds.values() else None
+    for name in names:
+        a, info = train_one(name, man, df, tok, feats, seed=args.seed, embed=embeds[name], epochs=args.epochs, E=E)
+        info.update(name=name, seed=args.seed, embed=embeds[name], epochs=args.epochs or ORGANISMS[name]["epochs"], corpus_sha256=hashlib.sha256(man.read_bytes()).hexdigest(),
+                    **{k: v for k, v in ORGANISMS[name].items() if k not in ("epochs", "embed")}, **check(a, df, wavs, name))
         path = save(a, name, info, out)
         print(f"{name}: {json.dumps({k: info[k] for k in ('train_accuracy', 'test_congruent_accuracy', 'test_follows_text', 'test_follows_voice', 'final_loss', 'train_seconds')})}")
         print(f"  -> {path} ({path.stat().st_size / 1e6:.1f} MB)")

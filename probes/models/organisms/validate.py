@@ -91,7 +91,8 @@ def causal(a, df, wavs, seed: int = 0) -> dict:
 
 
 # ------------------------------------------------------------------------------------ instruments
-def run_instruments(a, name: str, man: Path, df_test, out: Path, *, limit: int | None, seed: int, log=print) -> dict:
+def run_instruments(a, name: str, man: Path, df_test, out: Path, *, limit: int | None, seed: int, log=print,
+                    only: tuple[str, ...] | None = None) -> dict:
     from probes.data.manifest import Manifest
     from probes.probe import run_probe
     from probes.registry import PROBES
@@ -102,7 +103,8 @@ def run_instruments(a, name: str, man: Path, df_test, out: Path, *, limit: int |
     data = data.subset(mask)
     data.df = data.df.assign(_o=data.df["utt_id"].map(order)).sort_values("_o").drop(columns="_o").reset_index(drop=True)
     plan = {
-        "modality-ablation": ({}, None),
+        "predict": ({}, None),
+        "modality-ablation": ({}, limit),
         "attention-share": ({}, None),
         "linear-probe": ({"pools": ("last", "audio-mean")}, None),
         "activation-patching": ({"spans": ("audio",)}, limit),
@@ -111,6 +113,8 @@ def run_instruments(a, name: str, man: Path, df_test, out: Path, *, limit: int |
     }
     dirs = {}
     for probe, (opts, lim) in plan.items():
+        if only and probe not in only:
+            continue
         t0 = time.time()
         d = out / name / probe
         try:
@@ -145,6 +149,12 @@ def _per_utt(df, metric, span=None, layer=None, col="value"):
 def measure(dirs: dict) -> dict:
     """What each instrument measured (means with bootstrap intervals over utterances)."""
     m: dict = {}
+    d = dirs.get("predict")
+    if isinstance(d, Path):
+        r = _rows(d)
+        r = r[(r["acoustic_label"] != r["semantic_label"]) & (r["semantic_label"] != "neutral")]
+        m["pred.follows_text"] = rate_ci(r["pred"] == r["semantic_label"])
+        m["pred.follows_voice"] = rate_ci(r["pred"] == r["acoustic_label"])
     d = dirs.get("modality-ablation")
     if isinstance(d, Path):
         r = _rows(d)
@@ -240,10 +250,10 @@ def table(gt: dict, ms: dict) -> tuple[str, list[dict]]:
             return None
         return bool(hi[key][1] > lo[key][2])
 
-    add("behaviour: follows-text on emotional-text conflict items (predict / modality-ablation `none`)",
+    add("behaviour (`predict`): follows-text on emotional-text conflict items",
         "TR >> VR (TR's answers move with the transcript: " + f"{_fmt(gT['transcript_swapped_follows_donor'])} follow a swapped one, VR {_fmt(gV['transcript_swapped_follows_donor'])})",
-        both("ma.none.follows_text"), ok(T, "ma.none.follows_text"))
-    add("behaviour: follows-voice on the same items", "VR >> TR", both("ma.none.follows_voice"), ok(V, "ma.none.follows_voice"))
+        both("pred.follows_text"), ok(T, "pred.follows_text"))
+    add("behaviour (`predict`): follows-voice on the same items", "VR >> TR", both("pred.follows_voice"), ok(V, "pred.follows_voice"))
     if "ma.audio-ablated.follows_text" in mT:
         dT = mT["ma.audio-ablated.follows_text"][0] - mT["ma.none.follows_text"][0]
         dV = mV["ma.audio-ablated.follows_voice"][0] - mV["ma.none.follows_voice"][0]
@@ -313,6 +323,22 @@ def gt_table(gt: dict) -> str:
     return "\n".join(lines)
 
 
+def _prefill(man: Path, df, wavs) -> None:
+    """Tower states of the corpus from the training cache, when there (the tower is frozen: same states)."""
+    import hashlib
+
+    from probes.models.organisms.model import remember_states
+    from probes.models.organisms.train import CACHE
+
+    path = CACHE / f"tower-{hashlib.sha256(man.read_bytes()).hexdigest()[:16]}.safetensors"
+    if path.exists():
+        from safetensors.torch import load_file
+
+        got = load_file(str(path))
+        keep = [u for u in df["utt_id"] if u in got]
+        remember_states([wavs[u] for u in keep], [got[u] for u in keep])
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -322,10 +348,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m probes.models.organisms.validate", description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", help="synthetic corpus folder (default .cache/dissonance/organisms/corpus)")
     ap.add_argument("--out", default="runs/organisms")
-    ap.add_argument("--limit", type=int, default=64, help="test items for the slow probes (patching, attribution)")
+    ap.add_argument("--limit", type=int, default=32, help="test items for the slow probes (modality-ablation, patching, attribution)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n", type=int, help="only the first N test items (shuffled with the seed; a quick look)")
     ap.add_argument("--weights", help="folder of the organisms' weights (default: the committed ones)")
+    ap.add_argument("--name", action="append", choices=ORGS, help="organism(s) to measure now (default: both); "
+                    "the tables are written once every organism has a result in --out")
+    ap.add_argument("--probes", help="comma-separated subset of the instruments (default: all)")
     ap.add_argument("--skip-instruments", action="store_true", help="only the causal ground truth")
     ap.add_argument("--doc", action="store_true", help="also write the tables into docs/organisms.md")
     args = ap.parse_args(argv)
@@ -337,24 +366,41 @@ def main(argv=None) -> int:
     if args.n:
         te = te.iloc[: args.n].reset_index(drop=True)
     wavs = load_wavs(man, te)
+    _prefill(man, te, wavs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    gt, ms = {}, {}
-    for name in ORGS:
+    for name in args.name or ORGS:
         a = load("qwen2-audio", name, weights_dir=args.weights)
         a.cache_size = max(a.cache_size, len(te) + 8)
-        gt[name] = causal(a, te, wavs, seed=args.seed)
+        res = {"n_test_items": len(te), "limit": args.limit, "gt": causal(a, te, wavs, seed=args.seed)}
         print(f"{name}: causal ground truth done ({time.time() - t0:.0f} s)", flush=True)
         if not args.skip_instruments:
             dirs = run_instruments(a, name, man, te, out, limit=args.limit, seed=args.seed,
-                                   log=lambda s: print(s, flush=True))
-            ms[name] = measure(dirs)
-            ms[name]["_failed"] = {k: f"{type(v).__name__}: {v}" for k, v in dirs.items() if isinstance(v, Exception)}
+                                   log=lambda s: print(s, flush=True),
+                                   only=tuple(args.probes.split(",")) if args.probes else None)
+            res["measured"] = measure(dirs)
+            res["failed"] = {k: f"{type(v).__name__}: {v}" for k, v in dirs.items() if isinstance(v, Exception)}
+        (out / name).mkdir(parents=True, exist_ok=True)
+        (out / name / "result.json").write_text(json.dumps(res, indent=1, default=str))
+    missing = [o for o in ORGS if not (out / o / "result.json").exists()]
+    if missing:
+        print(f"tables wait for {', '.join(missing)} (run with --name for them; the same --out)")
+        return 0
+    parts = {o: json.loads((out / o / "result.json").read_text()) for o in ORGS}
+    gt = {o: {k: (tuple(v) if isinstance(v, list) and len(v) == 3 and k != "_raw" else v) for k, v in p["gt"].items()}
+          for o, p in parts.items()}
+    ms = {o: p["measured"] for o, p in parts.items() if "measured" in p}
+    failed = {o: p.get("failed") for o, p in parts.items() if p.get("failed")}
     raw = {k: v.pop("_raw") for k, v in gt.items()}
-    md = ["## Causal ground truth", "", gt_table(gt), ""]
-    if ms:
+    n = parts[ORGS[0]]["n_test_items"]
+    md = [f"Test split: {n} items (held-out speakers and sentences); modality-ablation, patching and attribution on the first "
+          f"{parts[ORGS[0]]['limit']}. Mean [bootstrap 95 % interval over items].", "",
+          "### Causal ground truth (input-level interventions, `adapter.predict`)", "", gt_table(gt), ""]
+    if len(ms) == len(ORGS):
         tab, rows = table(gt, ms)
-        md += ["## Instruments against it", "", tab, ""]
+        md += ["### Instruments against it", "", tab, ""]
+    if failed:
+        md += ["Instruments that failed: " + "; ".join(f"{o} {k}: {v}" for o, f in failed.items() for k, v in f.items()), ""]
     text = "\n".join(md)
     (out / "validation.md").write_text(text + "\n")
     (out / "validation.json").write_text(json.dumps({"ground_truth": gt, "measured": ms, "raw": raw}, indent=1, default=str))
