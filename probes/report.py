@@ -315,6 +315,8 @@ def _headline(metrics: dict, order: list[str] | None = None) -> str:
         conds = {f"{a}@{m}": conds[f"{a}@{m}"] for m in mixes for a in arms if f"{a}@{m}" in conds}
         shown = [("accuracy", titles["accuracy"])] if "accuracy" in titles else []
         shown += [(k, titles[k]) for k in ("follows_voice", "follows_text", "uar") if k in titles and any(k == kk for kk, _, _ in keys)]
+        if len(mixes) * len(shown) > 10:  # UAR stays in the full table below; the pivot fits the page
+            shown = [m for m in shown if m[0] != "uar"]
         pivot = _pivot(conds, arms, mixes, shown)
     lead = "<th>conflict mix</th><th>arm</th>" if grouped else "<th>condition</th>"
     head = "<thead><tr>" + lead + "".join(f"<th class='{esc(k)}'>{esc(titles[k])}</th>" for k, _, _ in keys) + "</tr></thead>"
@@ -704,7 +706,7 @@ details{margin:8px 0}summary{cursor:pointer;color:var(--voice)}
 .scroll.tall{max-height:75vh;overflow:auto;border:1px solid var(--line)}.scroll.tall>table{border:0}
 .scroll.tall thead th{position:sticky;top:0;z-index:1}
 table.headline tr.first>*{border-top:2px solid var(--line)}table.pivot .grp{border-left:2px solid var(--line)}
-table.pivot th.grp{text-align:center}table.kv.inner{margin:0;font-size:12.5px}
+table.pivot th.grp{text-align:center}table.pivot tbody th{white-space:nowrap}table.kv.inner{margin:0;font-size:12.5px}
 table.kv.inner th{color:var(--ink);font-weight:500}code.key{font-weight:400;color:var(--muted);margin-left:6px}
 button.play{font-size:13px;line-height:1;padding:4px 8px;border:1px solid var(--line);border-radius:4px;background:#fff;cursor:pointer;color:var(--voice)}
 td.audio{white-space:nowrap}td.audio audio{height:28px;width:200px;vertical-align:middle}
