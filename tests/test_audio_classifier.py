@@ -180,3 +180,39 @@ def test_needs_model_path():
     with pytest.raises(ClassifierLoadError, match="audio-classifier"):
         AudioClassifier.from_cli(model_path="/nonexistent/folder")
     assert json.loads(json.dumps(AudioClassifier.tiny().describe()))["head_labels"]["0"] == "neu"
+
+
+def test_loads_a_saved_checkpoint_folder(tmp_path):
+    from probes.models.audio_classifier import build_tiny
+
+    model, fe = build_tiny("hubert")
+    model.config.id2label = {0: "neutral", 1: "calm", 2: "happy", 3: "angry"}
+    model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    model.save_pretrained(tmp_path / "ck")
+    fe.save_pretrained(tmp_path / "ck")
+    a = AudioClassifier.from_cli(model_path=str(tmp_path / "ck"))
+    assert type(a.model).__name__ == "HubertForSequenceClassification"
+    assert a.describe()["label_map"] == {"neutral": "neutral", "calm": "neutral", "happy": "happy", "angry": "angry"}
+    ex = _examples((1.0,))
+    p = torch.softmax(a.run_with_edits(ex), -1)[0]
+    assert a.predict(ex)[0].probs["neutral"] == pytest.approx(float(p[0] + p[1]), abs=1e-6)
+    ref = AudioClassifier(model, fe).run_with_edits(ex)  # the same weights as saved
+    assert torch.allclose(a.run_with_edits(ex), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("probe", ["attention-share", "activation-patching"])
+def test_inside_probes_run(probe, tiny_manifest, tmp_path):
+    from probes.cli import main
+
+    out = tmp_path / probe
+    assert main(["run", probe, "--model", "audio-classifier", "--tiny", "--data", str(tiny_manifest),
+                 "--out", str(out), "--quiet", "--strict"]) == 0
+    assert (out / "metrics.json").exists()
+
+
+def test_logit_lens_refused(tiny_manifest, tmp_path, capsys):
+    from probes.cli import main
+
+    assert main(["run", "logit-lens", "--model", "audio-classifier", "--tiny", "--data", str(tiny_manifest),
+                 "--out", str(tmp_path / "lens"), "--quiet", "--strict"]) != 0
+    assert "has no lens" in capsys.readouterr().err
