@@ -109,7 +109,10 @@ def test_resume_skips_what_a_local_run_finished(ray_cluster, tiny_manifest, tmp_
     data = Manifest.read(tiny_manifest)
     probe = PROBES["predict"]()
     out = tmp_path / "run"
-    run_probe(probe, MODELS["dummy"](), data, out, progress=False, limit=3)
+    run_probe(probe, MODELS["dummy"](), data, out, progress=False)
+    # as if the local run had been killed after three utterances
+    rows_path = out / "rows.jsonl"
+    rows_path.write_text("".join(rows_path.read_text().splitlines(keepends=True)[:3]))
     first = {r["unit"] for r in _rows(out)}
     seen: list = []
     run, stats = run_on_ray(probe, "dummy", {}, data, out, RaySettings(workers=2, block_size=1),
