@@ -90,6 +90,9 @@ def test_transcript_ablation_moves_text_reliant_more(orgs, items):
     assert changed[TEXT_ORG] - changed[VOICE_ORG] >= 0.3, changed
 
 
+@pytest.mark.xfail(strict=True, reason="known (docs/organisms.md): zeroing the audio span changes both organisms' answers "
+                   "about as often (measured 0.22 text-reliant vs 0.16 voice-reliant here, 0.12 vs 0.27 on held-out items); "
+                   "voice-reliant's dependence on the audio shows under audio swaps (0.57 vs 0.00), not under zeroing")
 def test_audio_ablation_moves_voice_reliant_more(orgs, items):
     from probes.adapter import Edit
 
