@@ -70,7 +70,7 @@ def cmd_list(args) -> int:
     return 0
 
 
-_REGISTRY_PACKAGES = {"models": ("probes.models", "fas"), "probes": ("probes.library",),
+_REGISTRY_PACKAGES = {"models": ("probes.models", "fas"), "probes": ("probes.library", "fas"),
                       "interventions": ("interventions",), "corpora": ("probes.data.corpora",)}
 
 

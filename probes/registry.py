@@ -101,7 +101,9 @@ def summary(obj: object) -> str:
 
 
 # The four registries of the workbench. Their packages are imported on first lookup.
-MODELS: Registry = Registry("model", ("probes.models", "fas"))
-PROBES: Registry = Registry("probe", ("probes.library", "fas"))
+# a package name imports all its public modules; a module name imports just that module (fas:
+# only the modules that register, so that listing never pulls in torch through fas.model)
+MODELS: Registry = Registry("model", ("probes.models", "fas.adapter", "fas.experiment"))
+PROBES: Registry = Registry("probe", ("probes.library", "fas.experiment"))
 INTERVENTIONS: Registry = Registry("intervention", ("interventions",))
 CORPORA: Registry = Registry("corpus", ("probes.data.corpora",), plural="corpora")
