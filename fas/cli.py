@@ -101,6 +101,34 @@ def cmd_sweep_nq(args) -> int:
     return 0
 
 
+def cmd_features(args) -> int:
+    """Fill the feature cache of a manifest for two pathways, here or on Ray (docs/distributed.md)."""
+    from fas.features import extract, item_for
+    from fas.train import pathway_spec
+    from probes.data.manifest import Manifest
+
+    from probes.cli import CLIError
+
+    ray = None
+    if args.backend == "ray":
+        from probes.backends.ray_backend import RaySettings
+
+        ray = RaySettings(address=args.address, workers=args.workers, block_size=args.block_size)
+        try:
+            ray.check()
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+    data = Manifest.read(args.data)
+    rows = list(data.rows())
+    hashes: dict = {}
+    for name, src in ((args.acoustic, args.acoustic_source), (args.semantic, args.semantic_source)):
+        spec = pathway_spec(name, src)
+        items = [item_for(r, data.audio_path(i), spec, hashes=hashes) for i, r in enumerate(rows)]
+        extract(spec, items, workers=args.workers, progress=not args.quiet, ray=ray)
+        print(f"{spec.name}: {len(items)} utterance(s) in the cache")
+    return 0
+
+
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("fas", help="the FAS fusion model: train, evaluate, run the conflict experiment")
     sub = p.add_subparsers(dest="fas_cmd", required=True)
@@ -113,6 +141,20 @@ def add_commands(subparsers) -> None:
         s.add_argument("--batch-size", type=int, default=batch_default)
         s.add_argument("--threads", type=int, default=1, help="torch threads for training (0: torch's default)")
         s.add_argument("--quiet", action="store_true")
+
+    s = sub.add_parser("features", help="fill the feature cache of a manifest (here, or on a Ray cluster) before training")
+    s.add_argument("--data", required=True, help="manifest CSV (or its folder)")
+    s.add_argument("--acoustic", choices=PATHWAYS, default="egemaps", help="acoustic pathway to featurise")
+    s.add_argument("--semantic", choices=PATHWAYS, default="asr-minilm", help="semantic pathway to featurise")
+    s.add_argument("--acoustic-source", help="hub id or folder for a transformers acoustic encoder")
+    s.add_argument("--semantic-source", help="hub id or folder for a transformers semantic encoder")
+    s.add_argument("--workers", type=int, default=2, help="processes here, or Ray actors with --backend ray")
+    s.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="where extraction runs: here, or on Ray actors (the pool of `probe run --backend ray`)")
+    s.add_argument("--address", help="Ray: 'auto' or ray://HOST:10001; default: a local Ray on this machine")
+    s.add_argument("--block-size", type=int, default=16, help="Ray: utterances per block")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_features)
 
     s = sub.add_parser("train", help="train one arm on a manifest's train split; writes a checkpoint folder")
     common(s, epochs_default=40)

@@ -464,11 +464,13 @@ def extract(
     progress: bool = True,
     root: str | Path | None = None,
     pathway: Pathway | None = None,
+    ray: "RaySettings | None" = None,
 ) -> FeatureCache:
     """Fill the cache for ``items`` (those not there yet); returns the cache to read them from.
 
     ``workers > 1`` runs that many processes, each building the pathway once (about 5 s of
-    imports each); ``pathway`` hands in a built one (tests, tiny models) and runs serially.
+    imports each); ``pathway`` hands in a built one (tests, tiny models) and runs serially;
+    ``ray`` (``probes.backends.ray_backend.RaySettings``) runs it on a Ray cluster's actors.
     """
     from tqdm.auto import tqdm
 
@@ -479,6 +481,11 @@ def extract(
             seen.add(it.key)
             todo.append(it)
     if not todo:
+        return cache
+    if ray is not None:  # the same actor pool and retries as `probe run --backend ray`
+        from probes.backends.ray_backend import extract_on_ray
+
+        extract_on_ray(spec, todo, ray, root=root, progress=progress)
         return cache
     if spec.name == "egemaps" and pathway is None and all(it.audio_path for it in todo):
         from interventions.egemaps import extract as egemaps_extract

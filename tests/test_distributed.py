@@ -138,3 +138,24 @@ def test_tiny_alm_replicas_end_to_end(ray_cluster, tiny_manifest, tmp_path):
     for g, w in zip(got, want):
         for k in w.get("probs") or {}:
             assert g["probs"][k] == pytest.approx(w["probs"][k], abs=1e-5)
+
+
+def test_fas_features_on_ray_equal_local_extraction(ray_cluster, tiny_manifest, tmp_path):
+    """eGeMAPS frames computed by two Ray actors equal those computed here, key for key."""
+    import numpy as np
+
+    from fas.features import extract, item_for
+    from fas.train import pathway_spec
+    from probes.backends.ray_backend import RaySettings
+    from probes.data.manifest import Manifest
+
+    data = Manifest.read(tiny_manifest)
+    spec = pathway_spec("egemaps", None)
+    items = [item_for(r, data.audio_path(i), spec) for i, r in enumerate(data.rows())]
+    local = extract(spec, items, root=tmp_path / "local", workers=1, progress=False)
+    remote = extract(spec, items, root=tmp_path / "ray", progress=False,
+                     ray=RaySettings(workers=2, block_size=3))
+    for it in items:
+        a, b = local.get(it.key)[0], remote.get(it.key)[0]
+        assert a.shape == b.shape and a.shape[0] > 10
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)

@@ -168,6 +168,108 @@ class _Block:
     tries: int = 0
 
 
+def ensure_ray(settings: RaySettings) -> bool:
+    """Join (or start) the cluster of ``settings``; True when this call started a local Ray."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    s = settings
+    kw: dict = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
+    if s.address:
+        kw["address"] = s.address
+    else:
+        # a local cluster sized for the replicas asked for, whatever this machine reports
+        kw["num_cpus"] = max(1, int(round(s.workers * max(s.cpus_per_worker, 1.0))))
+        if s.gpus_per_worker:
+            kw["num_gpus"] = int(-(-s.workers * s.gpus_per_worker // 1))
+    try:
+        _init_with_retry(ray, kw, attempts=1 if s.address else 3)
+    except Exception as e:  # unreachable address, a node that does not come up
+        raise RayBackendError(f"could not start or join Ray ({s.address or 'local'}): {e}") from None
+    return True
+
+
+class ActorPool:
+    """``settings.workers`` actors of one class, all built from the same arguments, and the one
+    scheduler every Ray job of the workbench uses (probe runs, FAS feature extraction).
+
+    Each actor has a ``run(items) -> results`` method. ``map`` hands blocks out (at most
+    ``inflight`` queued per actor), yields ``(block index, items, results)`` as blocks finish, and
+    when an actor dies replaces it and hands its blocks out again (at most ``max_block_retries``
+    times; after that ``results`` is the exception). An exception raised inside ``run`` is yielded
+    as ``results`` at once (it would be raised again on a retry).
+    """
+
+    def __init__(self, cls: type, args: tuple, settings: RaySettings):
+        ray = self._ray = _import_ray()
+        self.settings = settings
+        self._cls = ray.remote(num_cpus=settings.cpus_per_worker, num_gpus=settings.gpus_per_worker)(cls)
+        self._args = args
+        self.actors = [self._cls.remote(*args) for _ in range(settings.workers)]
+        self.stats = {"blocks": 0, "retried_blocks": 0, "dead_workers": 0}
+
+    def call(self, slot: int, method: str, *args):
+        return self._ray.get(getattr(self.actors[slot], method).remote(*args))
+
+    def pids(self) -> list[int]:
+        return self._ray.get([a.pid.remote() for a in self.actors])
+
+    def kill(self) -> None:
+        for a in self.actors:
+            try:
+                self._ray.kill(a)
+            except Exception:
+                pass
+        self.actors = []
+
+    def map(self, blocks: Sequence[list]) -> Iterator[tuple[int, list, Any]]:
+        ray, s = self._ray, self.settings
+        queue = [_Block(i, b) for i, b in enumerate(blocks)]
+        queue.reverse()  # pop() from the end = plan order
+        pending: dict = {}  # object ref -> (actor handle, slot, block)
+
+        def load(slot: int) -> int:
+            return sum(1 for a, sl, _ in pending.values() if sl == slot and a is self.actors[slot])
+
+        def submit() -> None:
+            while queue:
+                slot = min(range(len(self.actors)), key=load)
+                if load(slot) >= s.inflight:
+                    return
+                b = queue.pop()
+                b.tries += 1
+                actor = self.actors[slot]
+                pending[actor.run.remote(b.items)] = (actor, slot, b)
+
+        submit()
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            actor, slot, b = pending.pop(done[0])
+            try:
+                results = ray.get(done[0])
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
+                # the actor died: replace it once (its other queued blocks fail the same way and
+                # are handed out again as they come back), and hand this block out again
+                if self.actors[slot] is actor:
+                    self.stats["dead_workers"] += 1
+                    self.actors[slot] = self._cls.remote(*self._args)
+                if b.tries <= s.max_block_retries:
+                    self.stats["retried_blocks"] += 1
+                    queue.append(b)
+                else:
+                    yield b.index, b.items, RuntimeError(f"worker died {b.tries} times on this block: {type(e).__name__}")
+                submit()
+                continue
+            except ray.exceptions.RayTaskError as e:
+                cause = e.cause if getattr(e, "cause", None) is not None else e
+                submit()
+                yield b.index, b.items, _portable(cause)
+                continue
+            submit()
+            self.stats["blocks"] += 1
+            yield b.index, b.items, results
+
+
 @dataclass
 class RayExecutor:
     """``executor`` for ``run_probe``: yields (item, rows | Exception) as blocks finish on the cluster."""
@@ -182,62 +284,31 @@ class RayExecutor:
 
     def __post_init__(self) -> None:
         self.settings.check()
-        self._ray = None
-        self._actors: list = []
-        self._cls = None
-        self._args: tuple | None = None
+        self._pool: ActorPool | None = None
         self._started_ray = False
 
-    # cluster -------------------------------------------------------------------------------
     def start(self, probe: "Probe", data: "Manifest", *, seed: int, batch_size: int, too_long: str) -> RemoteModel:
         """Join (or start) the cluster, build the replicas, and return the driver-side model view."""
-        ray = self._ray = _import_ray()
-        s = self.settings
-        if not ray.is_initialized():
-            kw: dict = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
-            if s.address:
-                kw["address"] = s.address
-            else:
-                # a local cluster sized for the replicas asked for, whatever this machine reports
-                kw["num_cpus"] = max(1, int(round(s.workers * max(s.cpus_per_worker, 1.0))))
-                if s.gpus_per_worker:
-                    kw["num_gpus"] = int(-(-s.workers * s.gpus_per_worker // 1))
-            try:
-                _init_with_retry(ray, kw, attempts=1 if s.address else 3)
-            except Exception as e:  # unreachable address, a node that does not come up
-                raise RayBackendError(f"could not start or join Ray ({s.address or 'local'}): {e}") from None
-            self._started_ray = True
+        self._started_ray = ensure_ray(self.settings)
+        ray = _import_ray()
         opts = dict(self.model_options)
-        if s.gpus_per_worker and not opts.get("device"):
+        if self.settings.gpus_per_worker and not opts.get("device"):
             opts["device"] = "cuda"
-        self._cls = ray.remote(num_cpus=s.cpus_per_worker, num_gpus=s.gpus_per_worker)(_Worker)
-        data_ref = ray.put(data)
-        self._args = (self.model_name, opts, probe, data_ref, seed, batch_size, too_long)
-        self._actors = [self._new_actor() for _ in range(s.workers)]
-        info = ray.get(self._actors[0].describe.remote())
-        return RemoteModel(info)
-
-    def _new_actor(self):
-        return self._cls.remote(*self._args)
+        args = (self.model_name, opts, probe, ray.put(data), seed, batch_size, too_long)
+        self._pool = ActorPool(_Worker, args, self.settings)
+        return RemoteModel(self._pool.call(0, "describe"))
 
     def worker_pids(self) -> list[int]:
-        return self._ray.get([a.pid.remote() for a in self._actors])
+        return self._pool.pids() if self._pool else []
 
     def shutdown(self) -> None:
-        ray = self._ray
-        if ray is None:
-            return
-        for a in self._actors:
-            try:
-                ray.kill(a)
-            except Exception:
-                pass
-        self._actors = []
+        if self._pool is not None:
+            self._pool.kill()
+            self._pool = None
         if self._started_ray:
-            ray.shutdown()
+            _import_ray().shutdown()
             self._started_ray = False
 
-    # scheduling ----------------------------------------------------------------------------
     @staticmethod
     def blocks(items: Sequence["WorkItem"], block_size: int) -> list[list["WorkItem"]]:
         """Units grouped by utterance (in plan order), ``block_size`` utterances per block."""
@@ -248,64 +319,63 @@ class RayExecutor:
         return [[it for g in groups[i : i + block_size] for it in g] for i in range(0, len(groups), block_size)]
 
     def __call__(self, model: Any, data: "Manifest", items: Sequence["WorkItem"], ctx: "RunContext") -> Iterator[tuple["WorkItem", Any]]:
-        if self._ray is None or not self._actors:
+        if self._pool is None:
             raise RayBackendError("RayExecutor.start() must run before the executor is used")
-        ray = self._ray
-        s = self.settings
-        queue = [_Block(i, b) for i, b in enumerate(self.blocks(items, s.block_size))]
-        queue.reverse()  # pop() from the end = plan order
-        pending: dict = {}  # object ref -> (actor handle, slot, block)
         t0 = time.perf_counter()
-        n_blocks = n_retried = n_dead = 0
-
-        def load(slot: int) -> int:
-            return sum(1 for a, sl, _ in pending.values() if sl == slot and a is self._actors[slot])
-
-        def submit() -> None:
-            while queue:
-                slot = min(range(len(self._actors)), key=load)
-                if load(slot) >= s.inflight:
-                    return
-                b = queue.pop()
-                b.tries += 1
-                actor = self._actors[slot]
-                pending[actor.run.remote(b.items)] = (actor, slot, b)
-
-        submit()
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            ref = done[0]
-            actor, slot, b = pending.pop(ref)
-            try:
-                results = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
-                # the replica died: replace it once (its other queued blocks fail the same way and
-                # are handed out again as they come back), and hand this block out again
-                if self._actors[slot] is actor:
-                    n_dead += 1
-                    self._actors[slot] = self._new_actor()
-                if b.tries <= s.max_block_retries:
-                    n_retried += 1
-                    queue.append(b)
-                else:
-                    for it in b.items:
-                        yield it, RuntimeError(f"worker died {b.tries} times on this block: {type(e).__name__}")
-                submit()
+        for index, block, results in self._pool.map(self.blocks(items, self.settings.block_size)):
+            if isinstance(results, BaseException):
+                for it in block:
+                    yield it, results
                 continue
-            except ray.exceptions.RayTaskError as e:  # the probe raised outside its own error handling
-                cause = e.cause if getattr(e, "cause", None) is not None else e
-                for it in b.items:
-                    yield it, _portable(cause)
-                submit()
-                continue
-            submit()
-            n_blocks += 1
-            for item, rows in results:
-                yield item, rows
+            yield from results
             if self.on_block_done is not None:
-                self.on_block_done(self, b.index)
-        self.stats.update(blocks=n_blocks, retried_blocks=n_retried, dead_workers=n_dead,
-                          seconds=round(time.perf_counter() - t0, 3))
+                self.on_block_done(self, index)
+        self.stats.update(self._pool.stats, seconds=round(time.perf_counter() - t0, 3))
+
+
+class _FeatureWorker:
+    """One FAS feature pathway (encoder, eGeMAPS) per actor, writing into the shared feature cache."""
+
+    def __init__(self, spec, root: str | None, threads: int):
+        from fas.features import _worker_init
+
+        _worker_init(spec, root, threads)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, items: Sequence) -> list[str]:
+        from fas.features import _work
+
+        return [_work(it) for it in items]
+
+
+def extract_on_ray(spec, items: Sequence, settings: RaySettings, *, root=None, progress: bool = True) -> int:
+    """Fill the FAS feature cache for ``items`` (``fas.features.Item``) on Ray actors.
+
+    The same pool and retries as a probe run; each actor builds the pathway once and writes into
+    the cache folder (on a multi-node cluster: a shared file system). Returns the items computed.
+    """
+    from tqdm.auto import tqdm
+
+    settings.check()
+    started = ensure_ray(settings)
+    pool = ActorPool(_FeatureWorker, (spec, str(root) if root is not None else None,
+                                      max(1, int(settings.cpus_per_worker))), settings)
+    blocks = [list(items[i : i + settings.block_size]) for i in range(0, len(items), settings.block_size)]
+    n = 0
+    try:
+        with tqdm(total=len(items), desc=f"features {spec.name} [ray]", unit="utt", disable=not progress) as bar:
+            for _, block, results in pool.map(blocks):
+                if isinstance(results, BaseException):
+                    raise results
+                n += len(results)
+                bar.update(len(block))
+    finally:
+        pool.kill()
+        if started:
+            _import_ray().shutdown()
+    return n
 
 
 def run_on_ray(probe: "Probe", model_name: str, model_options: dict, data: "Manifest", out,
