@@ -268,7 +268,9 @@ def save_checkpoint(model: FAS, folder: str | Path, *, extra: dict | None = None
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"))
     info = {"format": "dissonance-fas/1", "model": asdict(model.cfg), **(extra or {})}
-    (folder / "config.json").write_text(json.dumps(info, indent=2, default=_json_default))
+    from probes.store import json_default
+
+    (folder / "config.json").write_text(json.dumps(info, indent=2, default=json_default))
     return folder
 
 
@@ -285,16 +287,6 @@ def load_checkpoint(folder: str | Path, device: str = "cpu") -> tuple[FAS, dict]
     model = FAS(FASConfig.from_dict(info["model"]))
     model.load_state_dict(load_file(str(w_path), device=device))
     return model.to(device).eval(), info
-
-
-def _json_default(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(type(o).__name__)
 
 
 def dims(streams: Streams) -> dict:

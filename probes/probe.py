@@ -229,6 +229,29 @@ def shard_of(utt_id: str, n: int) -> int:
     return int(hashlib.sha256(utt_id.encode()).hexdigest()[:8], 16) % n
 
 
+def _record_interventions(out: Path, ctx: RunContext) -> None:
+    """Write what each condition's fitted interventions report (``describe()``: e.g. which reference
+    set the cue bins were fitted on) into manifest.json under ``interventions``. Not a resume-checked
+    setting: it follows from the settings. A fit that fails is left to the units, which report it."""
+    try:
+        fitted = ctx.fitted()
+    except Exception:
+        return
+    described = {c: [iv.describe() if callable(getattr(iv, "describe", None)) else type(iv).__name__ for iv in ivs]
+                 for c, ivs in fitted.items() if ivs}
+    if not described:
+        return
+    path = Path(out) / "manifest.json"
+    try:
+        man = json.loads(path.read_text())
+        man["interventions"] = json.loads(json.dumps(described, default=str))
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(man, indent=2, default=str))
+        tmp.replace(path)
+    except (OSError, ValueError):
+        return
+
+
 def run_probe(
     probe: Probe,
     model: "Adapter",
@@ -291,6 +314,7 @@ def run_probe(
         raise
     ctx = RunContext(seed=seed, batch_size=batch_size, strict=strict, too_long=too_long, progress=progress,
                      run_dir=out).set_up(probe, model, data)
+    _record_interventions(out, ctx)
     n_err = 0
     try:
         with progress_bar(total=len(items), initial=len(items) - len(todo), desc=f"{probe.name} [{model.name}]",

@@ -492,13 +492,18 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _json_default(o):
+def json_default(o):
+    """``json.dumps(default=...)`` for what the workbench writes (rows, manifests, checkpoints'
+    config.json): numpy scalars and arrays, tuples and paths; anything else is refused."""
     import numpy as np
 
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
         return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot store {type(o).__name__} in a row; convert it to a number, string or list")
+    if isinstance(o, (Path, tuple)):
+        return str(o) if isinstance(o, Path) else list(o)
+    raise TypeError(f"cannot store {type(o).__name__} as JSON; convert it to a number, string or list")
+
+
+_json_default = json_default

@@ -336,3 +336,19 @@ def test_saved_bins_are_recorded_as_the_source_of_the_levels(data, cue_cache, tm
     assert info["reference"].startswith(f"bins {path} fitted on") and "class profiles from train split" in info["reference"]
     assert info["bins_fitted_on"]["n"] == 12 and info["norm"] == "global" and info["bins_file"] == str(path)
     assert again._bank.tokens == iv._bank.tokens
+
+
+def test_fitted_cue_reference_reaches_the_run_manifest(tiny_manifest, tmp_path):
+    """What the cue bins were fitted on is recorded in the run's manifest.json (issue 10)."""
+    import json
+
+    from probes.data.manifest import Manifest
+    from probes.probe import run_probe
+    from probes.registry import MODELS, PROBES
+
+    run = run_probe(PROBES["predict"](conditions="none,cues-aligned"), MODELS["dummy"](), Manifest.read(tiny_manifest),
+                    tmp_path / "run", progress=False)
+    man = json.loads((run / "manifest.json").read_text())
+    (desc,) = man["interventions"]["cues-aligned"]
+    assert "train" in json.dumps(desc)   # the default reference: the train split, named
+    assert "none" not in man["interventions"]
