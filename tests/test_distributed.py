@@ -159,3 +159,20 @@ def test_fas_features_on_ray_equal_local_extraction(ray_cluster, tiny_manifest, 
         a, b = local.get(it.key)[0], remote.get(it.key)[0]
         assert a.shape == b.shape and a.shape[0] > 10
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_probe_run_backend_ray_from_the_cli(ray_cluster, tiny_manifest, tmp_path, capsys):
+    from probes.cli import main
+    from probes.data.manifest import Manifest
+    from probes.registry import PROBES
+
+    out = tmp_path / "cli"
+    args = ["run", "predict", "--model", "dummy", "--data", str(tiny_manifest), "--quiet", "--backend", "ray"]
+    assert main(args + ["--out", str(out), "--workers", "2", "--block-size", "2"]) == 0
+    assert "ray: 4 block(s) on 2 replica(s)" in capsys.readouterr().out
+    local = _local(PROBES["predict"](), "dummy", Manifest.read(tiny_manifest), tmp_path / "local")
+    assert _rows(out) == _rows(local)
+    # a bad setting is one line, before any work
+    assert main(args + ["--out", str(tmp_path / "bad"), "--workers", "0"]) == 2
+    assert "--workers 0" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
