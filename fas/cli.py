@@ -113,9 +113,8 @@ def cmd_features(args) -> int:
     if args.backend == "ray":
         from probes.backends.ray_backend import RaySettings
 
-        ray = RaySettings(address=args.address, workers=args.workers, block_size=args.block_size)
         try:
-            ray.check()
+            ray = RaySettings.from_args(args)
         except ValueError as e:
             raise CLIError(str(e)) from None
     data = Manifest.read(args.data)

@@ -210,13 +210,10 @@ def _ray_settings(args):
         return None
     from probes.backends.ray_backend import RaySettings
 
-    st = RaySettings(address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                     gpus_per_worker=args.gpus_per_worker, block_size=args.block_size)
     try:
-        st.check()
+        return RaySettings.from_args(args)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    return st
 
 
 def _first_line(e: BaseException) -> str:

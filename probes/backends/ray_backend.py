@@ -49,6 +49,15 @@ class RaySettings:
     inflight: int = 2              # blocks queued per worker, so a worker never waits on the driver
     max_block_retries: int = 3     # a block whose worker died is handed out again this many times
 
+    @classmethod
+    def from_args(cls, args) -> "RaySettings":
+        """The settings of a command line's Ray options (those it lacks keep their defaults), checked."""
+        given = {k: getattr(args, k) for k in ("address", "workers", "cpus_per_worker", "gpus_per_worker", "block_size")
+                 if getattr(args, k, None) is not None}
+        st = cls(**given)
+        st.check()
+        return st
+
     def check(self) -> None:
         for name in ("workers", "block_size", "inflight"):
             v = getattr(self, name)

@@ -414,16 +414,11 @@ class AudioClassifier(Adapter):
         return self.run_with_edits(examples, [Edit(kind="ablate", span=span, layer=layer, mode=mode)])
 
     # ------------------------------------------------------------------ reads
-    @contextlib.contextmanager
-    def eager_attention(self) -> Iterator[None]:
-        old = getattr(self.model.config, "_attn_implementation", None) or "sdpa"
-        if old != "eager":
-            self.model.set_attn_implementation("eager")
-        try:
-            yield
-        finally:
-            if old != "eager":
-                self.model.set_attn_implementation(old)
+    def eager_attention(self):
+        """Eager attention (the only kind that returns weights) for the duration of a ``with``."""
+        from probes.models.alm.engine import eager_attention
+
+        return eager_attention(self.model)
 
     def _layers(self, layers) -> list[int]:
         return list(range(self.n_layers + 1)) if layers is None else [Edit("ablate", layer=l).layer for l in layers]

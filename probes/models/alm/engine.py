@@ -123,3 +123,17 @@ def time_align(n_target: int, n_source: int) -> torch.Tensor:
         raise ValueError(f"time_align: cannot map {n_source} source positions onto {n_target}")
     j = torch.arange(n_target)
     return ((2 * j + 1) * n_source) // (2 * n_target)
+
+
+@contextlib.contextmanager
+def eager_attention(model) -> Iterator[None]:
+    """Switch a transformers model to eager attention (the only kind that returns weights) and
+    back, whatever happens inside; eager is slower, so only reads of attention use it."""
+    old = getattr(model.config, "_attn_implementation", None) or "sdpa"
+    if old != "eager":
+        model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        if old != "eager":
+            model.set_attn_implementation(old)

@@ -176,17 +176,11 @@ class Instruments:
             return self.unembed(h[torch.arange(len(target)), batch.answer])
 
     # ------------------------------------------------------------------ reads
-    @contextlib.contextmanager
-    def eager_attention(self) -> Iterator[None]:
-        """Switch to eager attention (the only kind that returns weights) and back; it is slower."""
-        old = getattr(self.model.config, "_attn_implementation", None) or "sdpa"
-        if old != "eager":
-            self.model.set_attn_implementation("eager")
-        try:
-            yield
-        finally:
-            if old != "eager":
-                self.model.set_attn_implementation(old)
+    def eager_attention(self):
+        """Eager attention (the only kind that returns weights) for the duration of a ``with``."""
+        from probes.models.alm.engine import eager_attention
+
+        return eager_attention(self.model)
 
     def _read_ops(self, batch: Batch, layers: Sequence[int], spans: Sequence[str], got: dict) -> list[Op]:
         """Ops saving ``got[(layer, span)]`` = per row the residual at the span. # each [n_span, hidden]"""
