@@ -113,9 +113,10 @@ def test_hidden_states_match_the_model(kind):
 @pytest.mark.parametrize("kind", ("wav2vec2", "hubert"))
 def test_self_patch_no_op_and_ablation_changes(kind):
     a = AudioClassifier.tiny(kind)
-    n_hooks = _hooks(a.model)   # transformers installs hooks of its own; ours must all go
     ex = _examples()
     base = a.run_with_edits(ex)
+    # transformers installs hooks of its own, on the first forward of a fresh model; ours must all go
+    n_hooks = _hooks(a.model)
     for l in range(a.n_layers + 1):
         p = a.run_with_edits([ex[0]], [Edit("patch", layer=l, source="u0")], sources={"u0": ex[0]})
         assert torch.allclose(p[0], base[0], atol=1e-6)
