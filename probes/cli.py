@@ -160,6 +160,21 @@ def cmd_data_show(args) -> int:
 def cmd_data_synth(args) -> int:
     from probes.data.synth import build
 
+    if args.ambiguous is not None or args.with_corpus is not None:  # opt-in; the default corpus is unchanged
+        from probes.data.synth.ambiguous import AmbiguousError, build as build_ambiguous
+
+        if args.ambiguous is None:
+            raise CLIError("--with-corpus M goes with --ambiguous N (it adds M default-corpus items to the ambiguous set)")
+        if args.n is not None or args.conflict_rate is not None:
+            raise CLIError("--n / --conflict-rate set the default corpus; with --ambiguous N use --with-corpus M for "
+                           "M default-corpus items beside the ambiguous ones")
+        try:
+            path = build_ambiguous(Path(args.out), n=args.ambiguous, seed=args.seed, with_corpus=args.with_corpus,
+                                   progress=not args.quiet, force=args.force)
+        except AmbiguousError as e:
+            raise CLIError(str(e)) from None
+        print(f"wrote {path}")
+        return 0
     path = build(Path(args.out), seed=args.seed, n=args.n, conflict_rate=args.conflict_rate, progress=not args.quiet,
                  force=args.force)
     print(f"wrote {path}")
@@ -555,6 +570,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true",
                    help="write into a non-empty folder that is not this synth's output (files it did not write are kept)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--ambiguous", type=int, default=None, metavar="N",
+                   help="instead of the default corpus, N items whose voice is blended between two emotions at a stated "
+                        "ratio, with that soft label (docs/tts.md)")
+    s.add_argument("--with-corpus", type=int, default=None, metavar="M",
+                   help="with --ambiguous: also M items of the default corpus (as --n M, in OUT/base), listed in the same manifest")
     s.set_defaults(func=cmd_data_synth)
 
     s = sub.add_parser("run", help="run a probe on a model and a manifest", add_help=False,
