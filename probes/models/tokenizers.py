@@ -248,3 +248,80 @@ def first_token_report(tokenizer, labels, prefix: str = "") -> dict:
     return {"prefix": prefix, "pieces": pieces, "first_unique": len(set(first)) == len(first),
             "rule_holds": single and len(set(first)) == len(first),
             "multi_token": sorted(l for l, t in toks.items() if len(t) > 1)}
+
+
+# ---------------------------------------------------------------- families added in issue 12 (families helper)
+# Granite 3.x (granite-speech-3.3): the StarCoder-style BPE of 49,152 ranks is NOT available offline; the
+# specials below sit at their published ids (configs/granite-speech.json: the 19 StarCoder specials 0-18,
+# then Granite's role / tool / cite / plugin tokens and <|audio|> appended from 49152).
+GRANITE_SPECIALS: dict[int, str] = {
+    0: "<|end_of_text|>", 1: "<fim_prefix>", 2: "<fim_middle>", 3: "<fim_suffix>", 4: "<fim_pad>", 5: "<filename>",
+    6: "<gh_stars>", 7: "<issue_start>", 8: "<issue_comment>", 9: "<issue_closed>", 10: "<jupyter_start>",
+    11: "<jupyter_text>", 12: "<jupyter_code>", 13: "<jupyter_output>", 14: "<empty_output>", 15: "<commit_before>",
+    16: "<commit_msg>", 17: "<commit_after>", 18: "<reponame>", 49152: "<|start_of_role|>", 49153: "<|end_of_role|>",
+    49154: "<|tool_call|>", 49155: "<|start_of_cite|>", 49156: "<|end_of_cite|>", 49157: "<|start_of_plugin|>",
+    49158: "<|end_of_plugin|>", 49159: "<|audio|>"}
+
+
+@functools.lru_cache(maxsize=None)
+def offline_tokenizer(family: str):
+    """A byte-level BPE trained offline on the project's prompt sentences, with ``family``'s REAL special
+    tokens at their published ids (regular tokens fill the free ids from 0 up; the other ids stay empty).
+
+    For families whose real vocabulary is not available offline (granite-speech): prompts built with it
+    test the template and the special ids exactly, the segmentation of ordinary text only under this
+    small vocabulary. ``len(tok)`` is the number of entries; the model needs ``max id + 1`` rows.
+    """
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from probes.models._tiny import _CORPUS
+
+    tables = {"granite-speech": (GRANITE_SPECIALS, "<|end_of_text|>", "<|end_of_text|>")}
+    if family not in tables:
+        raise ValueError(f"no offline tokenizer for {family!r}; known: {', '.join(sorted(tables))}")
+    specials, eos, pad = tables[family]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(_CORPUS * 4, trainers.BpeTrainer(vocab_size=640, show_progress=False,
+                                                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    spec = json.loads(bpe.to_str())
+    regular = sorted(spec["model"]["vocab"].items(), key=lambda kv: kv[1])
+    free = (i for i in range(10**7) if i not in specials)
+    vocab = {tok: next(free) for tok, _ in regular}
+    vocab.update({s: i for i, s in specials.items()})
+    spec["model"]["vocab"] = vocab
+    spec["added_tokens"] = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+                             "normalized": False, "special": True} for i, s in sorted(specials.items())]
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(spec)), eos_token=eos, pad_token=pad,
+                                  extra_special_tokens=[s for s in specials.values() if s not in (eos, pad)])
+    tok.padding_side = "right"
+    for i, s in specials.items():
+        if tok.convert_tokens_to_ids(s) != i:
+            raise RuntimeError(f"{family}: special {s!r} got id {tok.convert_tokens_to_ids(s)}, expected {i}")
+    return tok
+
+
+def render_template(family: str, user_text: str, n_audio: int, tokenizer, system: str | None = None) -> tuple[str, list[int]]:
+    """(text, ids) of ``[system?, user]`` rendered with the family's recorded chat template
+    (configs/<family>.json ``chat_template``, messages in the ``message_form`` it records), the audio
+    placeholder expanded ``n_audio`` times, and the whole string tokenized at once with ``tokenizer``."""
+    import jinja2
+
+    cfg = real_config(family)
+    ph = cfg["audio_placeholder"]
+    if cfg.get("message_form") == "string":   # the audio placeholder written into the user text (Granite, Phi-4)
+        user = {"role": "user", "content": cfg.get("user_prefix", ph) + user_text}
+    else:
+        user = {"role": "user", "content": [{"type": "audio", "audio": "a.wav"}, {"type": "text", "text": user_text}]}
+    msgs = ([{"role": "system", "content": system}] if system else []) + [user]
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    text = env.from_string(cfg["chat_template"]).render(messages=msgs, add_generation_prompt=True,
+                                                        bos_token=cfg.get("bos_token", ""))
+    if text.count(ph) != 1:
+        raise AssertionError(f"{family}: the template rendered {text.count(ph)} audio placeholders")
+    text = text.replace(ph, cfg.get("audio_expanded", ph) * n_audio)
+    return text, tokenizer(text, add_special_tokens=False)["input_ids"]

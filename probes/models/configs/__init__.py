@@ -11,7 +11,8 @@ from __future__ import annotations
 
 BUILDABLE = {"qwen2-audio": ("Qwen2AudioConfig", "Qwen2AudioForConditionalGeneration"),
              "audio-flamingo-3": ("AudioFlamingo3Config", "AudioFlamingo3ForConditionalGeneration"),
-             "voxtral": ("VoxtralConfig", "VoxtralForConditionalGeneration")}
+             "voxtral": ("VoxtralConfig", "VoxtralForConditionalGeneration"),
+             "granite-speech": ("GraniteSpeechConfig", "GraniteSpeechForConditionalGeneration")}
 
 
 def meta_config(family: str):
