@@ -10,9 +10,12 @@ tests check; early layers were never trained to be read this way, so their distr
 noisy and often near-uniform (nostalgebraist 2020; the tuned lens corrects this and is not done
 here).
 
-ALMs score a label by its whole token sequence; the lens reads the label's *first* token only
-(what the adapter's ``inside_read(lens=True)`` returns), so its last layer matches the model's
-first-token answer, not necessarily its multi-token closed-set score.
+ALMs score a label by its whole token string (``fear`` is ``f`` + ``ear`` under the real Qwen
+vocabulary), and so does their lens (``inside_read(lens=True)``): at layer ``l`` every token of
+the label is read through the final norm + unembedding of residual ``l`` at the position before
+it, the label's tokens being fed as input -- the label's score under the model cut after layer
+``l`` (an early exit). Its last layer is therefore the model's own closed-set distribution,
+under the run's ``--length-norm`` (recorded in the manifest as ``model.label_readout``).
 
 What it reads: the model through ``inside_read(lens=True)``; the manifest's labels.
 

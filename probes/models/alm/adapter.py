@@ -148,7 +148,7 @@ class ALMAdapter(PromptBuilding, Scoring, Instruments, Adapter):
         cfg = getattr(self.model, "config", None)
         return {"name": self.name, "weights": self.weights, "source": self.source or self.hub_id,
                 "class": type(self.model).__name__, "labels": list(self.labels), "answer_mode": self.answer_mode,
-                "length_norm": self.length_norm, "n_layers": self.n_layers,
+                "length_norm": self.length_norm, "label_readout": self.LABEL_READOUT, "n_layers": self.n_layers,
                 "dtype": str(next(self.model.parameters()).dtype), "hub_id": self.hub_id,
                 "transformers_config": getattr(cfg, "model_type", None)}
 

@@ -15,9 +15,14 @@ before the final norm. Attention belongs to block ``i`` (0 .. L-1), which reads 
   ``inside_attribution`` (``probes.adapter``), built on the above: ``inside_read`` encodes a
   batch once and runs one forward for everything asked.
 
-Label scores of the inside instruments are the answer position's logits of each label's
-*first* token: what the lens and patching can read from one position. Two labels sharing a
-first token would tie; the instruments refuse that case rather than report it.
+Label scores of the inside instruments (``Readout.final``, ``Readout.lens``, ``inside_patch``,
+``inside_attribution``) score each label's WHOLE token string, as closed-set scoring does
+(``Scoring.label_string_scores``: the sum of the token log-probabilities, or their mean under
+``length_norm = "mean"``): under the real Qwen vocabulary ``fear`` is ``f`` + ``ear``, and the
+first token alone would be the probability of any f-word. The edits apply to the prompt; the
+label's tokens follow on the edited prompt's KV cache. The logit lens scores the string under
+the model cut after each residual layer (every label token read through the final norm +
+unembedding of that layer's residual), so its last layer is the model's own score.
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ class Instruments:
     """Instrumentation, mixed into ``ALMAdapter``."""
 
     source_loader: Callable[[str], Example] | None = None  # utt_id -> Example, for Edit(kind="patch") in predict
+    # recorded in every run's manifest (describe()): how the inside probes read a label
+    LABEL_READOUT = ("whole label string (sum of its tokens' log-probabilities, divided by the token count under "
+                     "length_norm=mean) for predict, patching, attribution and the logit lens; the lens reads every "
+                     "label token from the same residual layer (the model cut after that layer)")
 
     # ------------------------------------------------------------------ forward passes
     def forward_kwargs(self, batch: Batch) -> dict:
@@ -57,6 +66,28 @@ class Instruments:
         with hooked(self, ops):
             h, _ = self._decode(batch.embeds if embeds is None else embeds, batch.mask, positions(batch.mask))
         return h
+
+    def _label_scores(self, batch: Batch, ops: Sequence[Op] = (), embeds: torch.Tensor | None = None, *,
+                      lens_hidden: torch.Tensor | None = None):
+        """Whole-string label scores of a full batch under ``ops`` (applied to the prompt only).
+
+        One forward over the prompt with a KV cache, then the labels' continuations on it
+        (``label_string_scores``). With ``lens_hidden`` [b, n_layers + 1, d] (each residual at
+        the answer position, read during that forward by the caller's ops) it also returns the
+        whole-string lens.
+        # -> [b, n_labels] log-softmaxed over the labels (and [b, L + 1, n_labels])
+        """
+        with hooked(self, ops):
+            h, cache = self._decode(batch.embeds if embeds is None else embeds, batch.mask, positions(batch.mask),
+                                    use_cache=True)
+        n = h.shape[0]
+        first_lp = torch.log_softmax(self.unembed(h[torch.arange(n), batch.answer]), -1)
+        if lens_hidden is None:
+            return torch.log_softmax(self.label_string_scores(first_lp, cache, batch.mask, batch.answer + 1), -1)
+        lf = torch.log_softmax(self.unembed(lens_hidden.to(self.device, self.dtype), normed=False), -1)
+        sc, lens = self.label_string_scores(first_lp, cache, batch.mask, batch.answer + 1, lens_first=lf,
+                                            lens_layers=range(self.n_layers + 1))
+        return torch.log_softmax(sc, -1), torch.log_softmax(lens, -1)
 
     def unembed(self, hidden: torch.Tensor, *, normed: bool = True) -> torch.Tensor:
         """Logits from residual-stream vectors: final norm (unless ``normed``) then the unembedding.
@@ -262,12 +293,11 @@ class Instruments:
         return {"layers": layers, "pooled": torch.stack(pooled, 1)}
 
     # ------------------------------------------------------------------ inside-probe instruments
-    def _label_first(self) -> list[int]:
-        first = [t[0] for t in self.label_tokens()]
-        if len(set(first)) != len(first):
-            raise NotImplementedError(f"{self.name}: two labels share their first token, so one answer position "
-                                      "cannot tell them apart (lens / patching would tie them)")
-        return first
+    def _check_label_strings(self) -> None:
+        toks = [tuple(t) for t in self.label_tokens()]
+        if not all(toks) or len(set(toks)) != len(toks):
+            raise ValueError(f"{self.name}: labels {list(self.labels)} tokenize to {toks}: an empty or repeated "
+                             "token string cannot be scored apart from the others")
 
     def inside_info(self) -> InsideInfo:
         cfg = self.module("decoder").config
@@ -287,13 +317,13 @@ class Instruments:
     def inside_read(self, examples: Sequence[Example], *, attention: bool = False, pools: Sequence[str] = (),
                     lens: bool = False) -> list[Readout]:
         """One encode and one forward for everything asked (final logits, attention, pools, lens)."""
-        first = self._label_first()
+        self._check_label_strings()
         batch = self.encode(examples)
         spans = [self._inside_spans(sp) for sp in batch.spans]
         bad = [p for p in pools if p not in POOL_SPANS]
         if bad:
             raise ValueError(f"{self.name}: pools {bad} unknown; it offers {', '.join(POOL_SPANS)}")
-        want = sorted({POOL_SPANS[p] for p in pools} | ({"answer"} if lens else set()))
+        want = sorted({POOL_SPANS[p] for p in pools})
         # "prompt" for pooling is the partition's prompt (answer taken out)
         pb = Batch(batch.embeds, batch.mask, batch.ids, [{**sp, **s} for sp, s in zip(batch.spans, spans)],
                    batch.lengths, batch.utt_ids)
@@ -304,8 +334,17 @@ class Instruments:
         if attention:
             ops += self._attn_ops(batch, list(range(self.n_layers)), got)
         with torch.no_grad(), (self.eager_attention() if attention else contextlib.nullcontext()):
-            h = self._forward(batch, ops)
-            final = self.unembed(h[torch.arange(len(examples)), batch.answer])[:, first].float().numpy()  # [b, n_labels]
+            if lens:  # the answer row of every residual is read during the prompt's forward
+                ans = torch.zeros(len(examples), len(layers), self.module("decoder").config.hidden_size)
+
+                def keep(h, l):
+                    ans[:, l] = h[torch.arange(h.shape[0]), batch.answer].detach().float().cpu()
+                final, lg = self._label_scores(batch, ops + [Op(("resid", l), lambda h, l=l: keep(h, l)) for l in layers],
+                                               lens_hidden=ans)
+                lg = lg.float().cpu().numpy()                                       # [b, L + 1, n_labels]
+            else:
+                final = self._label_scores(batch, ops)
+            final = final.float().cpu().numpy()                                     # [b, n_labels]
         reads = [Readout(utt_id=ex.utt_id, spans=sp, seq_len=n, answer_pos=n - 1, final=final[i])
                  for i, (ex, sp, n) in enumerate(zip(examples, spans, batch.lengths))]
         if attention:
@@ -317,17 +356,15 @@ class Instruments:
             for p in pools:
                 for i, r in enumerate(reads):
                     r.pooled[p] = hs[POOL_SPANS[p]][i].numpy()
-            if lens:
-                with torch.no_grad():
-                    lg = self.unembed(hs["answer"].to(self.device, self.dtype), normed=False)[..., first]
-                for i, r in enumerate(reads):
-                    r.lens = lg[i].float().numpy()                                  # [L + 1, n_labels]
+        if lens:
+            for i, r in enumerate(reads):
+                r.lens = lg[i]                                                      # [L + 1, n_labels]
         return reads
 
     def inside_patch(self, target: Example, source: Example, *, span: str, layers: Sequence[int]) -> np.ndarray:
         """All layers in one forward: the target repeated once per layer, row k edited at layers[k].
         A voice span of another length is aligned along time (``time_align``). # [len(layers), n_labels]"""
-        first = self._label_first()
+        self._check_label_strings()
         layers = [int(l) for l in layers]
         caps = self.hidden_states([source], layers=sorted(set(layers)), spans=[span], pool="none")[span][0]
         at = {l: k for k, l in enumerate(sorted(set(layers)))}
@@ -341,11 +378,10 @@ class Instruments:
             ops.append(self.span_op(batch, l, span, [k],
                                     lambda r, cur, src=src: self._patch_values(batch, r, span, cur, src, source.utt_id)))
         with torch.no_grad():
-            h = self._forward(batch, ops)
-            return self.unembed(h[torch.arange(len(layers)), batch.answer])[:, first].float().numpy()
+            return self._label_scores(batch, ops).float().cpu().numpy()
 
     def inside_attribution(self, ex: Example) -> AttributionInputs:
-        first = self._label_first()
+        self._check_label_strings()
         b = self.encode([ex])
         spans = self._inside_spans(b.spans[0])
         # baseline: every content position (audio, prompt words, cue / transcript tokens) holds
@@ -361,8 +397,8 @@ class Instruments:
         def forward(x):                                                             # [n, seq, d] -> [n, n_labels]
             n = x.shape[0]
             bb = Batch(x, b.mask.expand(n, -1), b.ids.expand(n, -1), b.spans * n, b.lengths * n, b.utt_ids * n)
-            with hooked(self, self.example_ops(bb, [ex] * n)):  # the example's own edits hold along the path
-                return self.forward_embeds(x.to(self.dtype), bb)[:, first].float()
+            # the example's own edits hold along the path; each label's whole string is scored
+            return self._label_scores(bb, self.example_ops(bb, [ex] * n), x.to(self.dtype)).float()
 
         return AttributionInputs(inputs=(b.embeds.detach().float(),), baselines=(base.float(),), forward=forward,
                                  spans={k: (0, v) for k, v in spans.items() if k != "answer"})

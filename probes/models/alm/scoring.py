@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from probes.adapter import Example, Prediction
-from probes.models.alm.engine import hooked, positions
+from probes.models.alm.engine import Op, hooked, positions
 from probes.models.alm.prompt import Batch, left_aligned
 
 
@@ -113,36 +113,72 @@ class Scoring:
             h2, cache = self._decode(emb2, mfull2, pos2, cache=cache, use_cache=True)
             last = torch.tensor([len(s) - 1 for s in suf])
             first_lp = torch.log_softmax(self.unembed(h2[torch.arange(n), last]), -1)  # [n, vocab]
-            labels = self.label_tokens()
-            scores = torch.zeros(n, len(labels))
-            counts = torch.tensor([len(t) for t in labels], dtype=torch.float)
-            for k, t in enumerate(labels):
-                scores[:, k] = first_lp[:, t[0]]
-            # (3) the remaining tokens of multi-token labels
-            multi = [(i, k) for i in range(n) for k, t in enumerate(labels) if len(t) > 1]
-            if multi:
-                T = max(len(labels[k]) - 1 for _, k in multi)
-                ids3 = torch.zeros(len(multi), T, dtype=torch.long)
-                m3 = torch.zeros(len(multi), T, dtype=torch.long)
-                for r, (i, k) in enumerate(multi):
-                    t = labels[k][:-1]
-                    ids3[r, : len(t)] = torch.tensor(t)
-                    m3[r, : len(t)] = 1
-                rows = torch.tensor([i for i, _ in multi])
-                cache.reorder_cache(rows.to(self.device))
-                emb3 = self.module("decoder").get_input_embeddings()(ids3.to(self.device))
-                pos3 = (base[rows] + last[rows, None] + 1) + torch.arange(T)[None]
-                mfull3 = torch.cat([mfull2[rows], m3], 1)
-                h3, _ = self._decode(emb3, mfull3, pos3, cache=cache, use_cache=True)
-                lp3 = torch.log_softmax(self.unembed(h3), -1)  # [rows, T, vocab]
-                for r, (i, k) in enumerate(multi):
-                    nxt = labels[k][1:]
-                    scores[i, k] += lp3[r, torch.arange(len(nxt)), torch.tensor(nxt)].sum()
+            scores = self.label_string_scores(first_lp, cache, mfull2, base[:, 0] + last + 1).cpu()
+        return torch.log_softmax(scores, -1)
+
+    def label_string_scores(self, first_lp: torch.Tensor, cache, mask: torch.Tensor, next_pos: torch.Tensor, *,
+                            lens_first: torch.Tensor | None = None, lens_layers: Sequence[int] = ()):
+        """Each label's whole-string score after a prompt already run with ``use_cache=True``.
+
+        ``first_lp`` [n, vocab]: log-probabilities of the answer's first token (the answer
+        position's output); ``cache``: the prompt's KV cache, one row per row of ``first_lp``
+        (reordered in place); ``mask`` [n, P] its padding mask; ``next_pos`` [n] the position the
+        first label token takes. One pass over every multi-token label's tokens but the last adds
+        the rest of the string. The score is the sum of the token log-probabilities, or their mean
+        under ``length_norm = "mean"`` (the run's policy). Whatever edits made the cache apply to
+        the prompt only, as in a plain forward over prompt + label with the same edits.
+        No ``torch.no_grad`` inside, so attribution can differentiate through it. # -> [n, n_labels]
+
+        With ``lens_first`` [n, len(lens_layers), vocab] (the logit lens of the answer position at
+        those residual layers, log-softmaxed) it also returns the logit lens of the whole string:
+        at residual layer ``l`` each label token is read through the final norm + unembedding of
+        layer ``l``'s residual at the position before it, i.e. the label's score under the model cut
+        after block ``l`` (the early-exit model; at ``l = L`` it is the model's own score).
+        # -> ([n, n_labels], [n, len(lens_layers), n_labels])
+        """
+        labels = self.label_tokens()
+        n, K = first_lp.shape[0], len(labels)
+        first = torch.tensor([t[0] for t in labels], device=first_lp.device)
+        scores = first_lp.float()[:, first]                                       # [n, K]
+        lens = lens_first.float()[:, :, first] if lens_first is not None else None  # [n, nl, K]
+        multi = [(i, k) for i in range(n) for k, t in enumerate(labels) if len(t) > 1]
+        if multi:
+            T = max(len(labels[k]) - 1 for _, k in multi)
+            ids = torch.zeros(len(multi), T, dtype=torch.long)
+            m = torch.zeros(len(multi), T, dtype=torch.long)
+            tgt = torch.zeros(len(multi), T, dtype=torch.long)                    # the token each position predicts
+            for r, (i, k) in enumerate(multi):
+                t = labels[k]
+                ids[r, : len(t) - 1] = torch.tensor(t[:-1])
+                tgt[r, : len(t) - 1] = torch.tensor(t[1:])
+                m[r, : len(t) - 1] = 1
+            rows = torch.tensor([i for i, _ in multi])
+            cache.reorder_cache(rows.to(self.device))
+            emb = self.module("decoder").get_input_embeddings()(ids.to(self.device))
+            pos = next_pos.cpu()[rows, None] + torch.arange(T)[None]
+            got: dict = {}
+
+            def reader(l):
+                return lambda h: got.__setitem__(l, h) or None
+            with hooked(self, [Op(("resid", int(l)), reader(l)) for l in (lens_layers if lens is not None else ())]):
+                h, _ = self._decode(emb, torch.cat([mask.cpu()[rows], m], 1), pos, cache=cache, use_cache=True)
+            gi, gk = rows.to(scores.device), torch.tensor([k for _, k in multi], device=scores.device)
+            mm = m.to(scores.device).float()
+
+            def rest(hh, normed):                                                 # [R] sum over the label's later tokens
+                lp = torch.log_softmax(self.unembed(hh, normed=normed), -1)       # [R, T, vocab]
+                return (lp.gather(-1, tgt.to(lp.device)[..., None])[..., 0].float() * mm).sum(-1)
+            scores = scores.index_put((gi, gk), rest(h, True), accumulate=True)
+            if lens is not None:
+                lens = torch.stack([lens[:, j].index_put((gi, gk), rest(got[l], False), accumulate=True)
+                                    for j, l in enumerate(lens_layers)], 1)
         if self.length_norm == "mean":
-            scores = scores / counts[None]
+            counts = torch.tensor([len(t) for t in labels], dtype=torch.float, device=scores.device)
+            scores = scores / counts
+            lens = lens / counts if lens is not None else None
         elif self.length_norm != "sum":
             raise ValueError(f"length_norm {self.length_norm!r}: use 'sum' or 'mean'")
-        return torch.log_softmax(scores, -1)
+        return scores if lens is None else (scores, lens)
 
     def label_logprobs_full(self, examples: Sequence[Example]) -> torch.Tensor:
         """Reference for ``label_logprobs``: one plain forward per (example, label). Slow; tests only."""
@@ -214,3 +250,4 @@ class Scoring:
             text = self.tokenizer.decode(tk, skip_special_tokens=True).strip()
             out.append(Prediction(label=parse_answer(text, self.labels), raw=text))
         return out
+
