@@ -3,7 +3,8 @@
 1. builds the synthetic conflict corpus under ``ROOT/data/<dataset>/`` (once; reused afterwards);
 2. runs ``predict`` with the two reference predictors (``text-oracle``, ``voice-oracle``): the
    sanity checks of the metrics (text-dominance 1.0 and 0.0), not results;
-3. runs every later step registered in ``STEPS`` (the trained FAS, ...);
+3. runs every later step registered in ``STEPS``: the model organisms
+   (``probes/models/organisms/demo.py``) and the FAS conflict experiment (``fas/demo.py``);
 4. writes ``report.html`` and ``figures/`` into every run folder, and ``ROOT/index.json``
    (every run folder and report of this demo) and prints where everything is.
 
@@ -85,7 +86,7 @@ def _load_steps() -> None:
     """Packages that add demo steps register them on import."""
     import importlib
 
-    for mod in ("fas.demo",):
+    for mod in ("probes.models.organisms.demo", "fas.demo"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

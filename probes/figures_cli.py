@@ -16,7 +16,8 @@ It never runs a model: the run folders it draws come from ``probe run`` (or ``pr
         that makes them.
     probe figures build [--seed N]
         makes those run folders: a small synthetic corpus and the oracle sanity runs (reference
-        predictors, no weights) under runs/figures/. Existing runs are kept.
+        predictors, no weights) under runs/figures/, and the demo's steps (the model organisms,
+        the FAS experiment) on the demo's corpus under runs/figures/demo/. Existing runs resume.
 
     make figures  =  probe figures build && probe figures --all
 
@@ -159,8 +160,91 @@ def make_all(root: Path, *, seed: int = 0) -> list[Path]:
         print("[figures] oracle run folders not found under runs/figures/predict: oracle figures skipped "
               "(make them with `probe figures build`)", file=sys.stderr)
 
+    w, e = _step_figures(root, fig_dir)
+    written += w
+    entries += e
     written.append(_write_readme(fig_dir, entries))
     return written
+
+
+STEPS_INDEX = "steps.json"  # under runs/figures/: the run folders the demo steps made (probe figures build)
+
+
+def steps_root(root: Path) -> Path:
+    return root / "runs" / "figures" / "demo"
+
+
+def run_label(run: Path) -> str:
+    """A short, file-name-safe name for a run's model: the registered name, plus the organism."""
+    from probes.store import read_manifest
+
+    m = read_manifest(run).get("model", {})
+    if not isinstance(m, dict):
+        return str(m)
+    org = m.get("organism")
+    name = m.get("name", "?")
+    if isinstance(org, dict) and org.get("name"):
+        name = f"{name}-{org['name']}"
+    return name
+
+
+def _weights(run: Path) -> str:
+    from probes.store import read_manifest
+
+    man = read_manifest(run)
+    m = man.get("model", {})
+    return str(man.get("weights") or (m.get("weights", "?") if isinstance(m, dict) else "?"))
+
+
+def _step_figures(root: Path, fig_dir: Path) -> tuple[list[Path], list[tuple[str, str, str]]]:
+    """The figures of the runs the demo steps made under runs/figures/demo (the organisms, the
+    FAS experiment): each run's declared figures, copied to figures/ as ``<probe>-<model>-<stem>``,
+    and one follows comparison across the organisms' prediction runs."""
+    import json
+    import shutil
+    import tempfile
+
+    from probes import plots
+    from probes.store import read_manifest
+
+    index = steps_root(root) / STEPS_INDEX
+    if not index.exists():
+        print(f"[figures] {index} not found: organism and FAS figures skipped (make them with `probe figures build`)",
+              file=sys.stderr)
+        return [], []
+    runs = [Path(r) for r in json.loads(index.read_text())["runs"]]
+    runs = [r for r in runs if (r / "manifest.json").exists()]
+    written: list[Path] = []
+    entries: list[tuple[str, str, str]] = []
+    cmd = f"probe figures build --seed {json.loads(index.read_text()).get('seed', 0)}   # runs the demo's steps into runs/figures/demo\nprobe figures --all"
+    predict_runs = [r for r in runs if read_manifest(r).get("probe") == "predict"
+                    and _weights(r).startswith("organism")]
+    if len(predict_runs) >= 2:
+        made = plots.compare_runs(predict_runs, fig_dir, name="organisms", which=("follows",))
+        written += [p for p, _ in made] + [p.with_suffix(".svg") for p, _ in made]
+        for p, _ in made:
+            entries.append((p.stem, "Model organisms (weights: organism (trained here), small Qwen2-Audio-class models "
+                            "trained on the synthetic corpus, NOT Qwen2-Audio's weights): who follows the words and who the voice, "
+                            "per conflict type, with bootstrap 95% intervals (" + ", ".join(run_label(r) for r in predict_runs)
+                            + "). docs/organisms.md says how they were trained.", cmd))
+    for r in runs:
+        probe = str(read_manifest(r).get("probe", "?"))
+        label = run_label(r)
+        failures: list[str] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            made = plots.figures_for_run(r, tmp, failures=failures)
+            for png, caption in made:
+                stem = f"{probe}-{label}-{png.stem}"
+                for src in (png, png.with_suffix(".svg")):
+                    if src.exists():
+                        dst = fig_dir / (stem + src.suffix)
+                        shutil.copyfile(src, dst)
+                        written.append(dst)
+                entries.append((stem, f"{caption} Run: `{probe}` on `{label}` (weights: {_weights(r)}), "
+                                f"run folder runs/figures/demo/{r.relative_to(steps_root(root)) if r.is_relative_to(steps_root(root)) else r.name}.", cmd))
+        for f in failures:
+            print(f"[figures] {r}: {f}", file=sys.stderr)
+    return written, entries
 
 
 def build_runs(root: Path, *, seed: int = 0) -> list[Path]:
@@ -169,7 +253,27 @@ def build_runs(root: Path, *, seed: int = 0) -> list[Path]:
     if not _has_build():
         raise NotImplementedError("probes.data.synth.build is not available: cannot build the synthetic corpus")
     corpus = root / "runs" / "figures" / "corpus" / "manifest.csv"
-    return _oracle_runs(root, corpus, seed=seed)
+    return _oracle_runs(root, corpus, seed=seed) + _step_runs(root, seed=seed)
+
+
+def _step_runs(root: Path, *, seed: int = 0) -> list[Path]:
+    """The demo's steps (the organisms, the FAS experiment; ``probes.demo.STEPS``) on the demo's
+    corpus, under runs/figures/demo; the run folders are listed in its steps.json. Finished runs resume."""
+    import json
+
+    from probes.data.synth import build
+    from probes.demo import STEPS, _load_steps, dataset_name
+
+    out = steps_root(root)
+    corpus = out / "data" / dataset_name(None, False) / "manifest.csv"
+    if not corpus.exists():
+        build(corpus.parent, seed=seed, progress=False)
+    _load_steps()
+    runs: list[Path] = []
+    for step in STEPS:
+        runs += [Path(r).resolve() for r in step(corpus, out, seed, False)]
+    (out / STEPS_INDEX).write_text(json.dumps({"seed": seed, "corpus": str(corpus), "runs": [str(r) for r in runs]}, indent=1))
+    return runs
 
 
 def _has_build() -> bool:
