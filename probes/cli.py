@@ -36,7 +36,7 @@ class CLIError(Exception):
 # user errors of modules loaded lazily (their classes are known by name so that no import is needed)
 USER_ERRORS = {"ManifestError", "LabelError", "RegistryError", "RunError", "AudioError", "OptionError",
                "ModelLoadError", "ModelPathError", "CueError", "MissingInstrument", "SynthError", "DesignError",
-               "RayBackendError"}
+               "RayBackendError", "ClassifierLoadError"}
 
 
 def _parse_shard(s: str | None):
@@ -187,7 +187,50 @@ def model_options(args) -> dict:
         "model_path": args.model_path, "tiny": args.tiny, "checkpoint": args.checkpoint,
         "device": args.device, "dtype": args.dtype, "trust_remote_code": args.trust_remote_code,
         "answer_mode": args.answer_mode, "organism": getattr(args, "organism", None),
+        **_model_sets(getattr(args, "model_set", None)),
     }.items() if v not in (None, False)}
+
+
+_OWN_OPTIONS = ("model_path", "tiny", "checkpoint", "device", "dtype", "trust_remote_code", "answer_mode", "organism")
+
+
+def _model_sets(pairs) -> dict:
+    """``--model-set NAME=VALUE`` (repeatable): options of the model adapter beyond the dedicated flags."""
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise CLIError(f"--model-set {p!r}: write it as NAME=VALUE, e.g. --model-set label_map=head_map.json")
+        k, v = p.split("=", 1)
+        k = k.strip().replace("-", "_")
+        if k in _OWN_OPTIONS:
+            raise CLIError(f"--model-set {k}: use --{k.replace('_', '-')} instead")
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def check_model_sets(model_cls, args) -> None:
+    """Every --model-set name is an option of the model's ``from_cli``; checked before any model loads."""
+    import inspect
+
+    sets = _model_sets(getattr(args, "model_set", None))
+    if not sets:
+        return
+    params = [n for n, p in inspect.signature(model_cls.from_cli).parameters.items()
+              if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n not in _OWN_OPTIONS + ("cls",)]
+    name = getattr(model_cls, "name", model_cls.__name__)
+    for k in sets:
+        if k not in params:
+            raise CLIError(f"--model-set {k}: model {name} has no option {k!r}; "
+                           + (f"it takes {', '.join(params)}" if params else "it takes no --model-set options"))
+    check = getattr(model_cls, "check_cli_options", None)
+    if check is not None:
+        try:
+            check(**sets)
+        except (ValueError, RuntimeError) as e:
+            raise CLIError(str(e)) from None
 
 
 def _check_out(out: Path) -> None:
@@ -252,6 +295,7 @@ def cmd_run(args) -> int:
     from probes.store import default_run_dir, error_counts
     probe_cls = PROBES[args.probe]
     model_cls = MODELS[args.model]
+    check_model_sets(model_cls, args)
     probe = build_probe(probe_cls, parse_sets(args.set), name=args.probe)
     label_map = _read_label_map(args.label_map) if args.label_map else None
     data = Manifest.read(args.data, label_map=label_map)
@@ -594,6 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probe option, repeatable; `probe run PROBE --help` lists them with types and defaults")
     s.add_argument("--label-map", help="JSON file {raw: canonical} mapping the manifest's label spellings to the canonical ones")
     s.add_argument("--model-path", help="hub id or local folder of the weights")
+    s.add_argument("--model-set", action="append", metavar="NAME=VALUE",
+                   help="model option, repeatable (audio-classifier: label_map=FILE.json or a JSON object mapping "
+                        "head labels to canonical ones, tiny_class=wav2vec2|hubert|wavlm); recorded in the run")
     s.add_argument("--organism", help="a model organism of the family (e.g. text-reliant, voice-reliant), trained here")
     s.add_argument("--checkpoint", help="a trained checkpoint (FAS, .safetensors)")
     s.add_argument("--tiny", action="store_true", help="a tiny RANDOM-weight instance (tests, no download)")

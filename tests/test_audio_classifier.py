@@ -217,3 +217,109 @@ def test_logit_lens_refused(tiny_manifest, tmp_path, capsys):
     assert main(["run", "logit-lens", "--model", "audio-classifier", "--tiny", "--data", str(tiny_manifest),
                  "--out", str(tmp_path / "lens"), "--quiet", "--strict"]) != 0
     assert "has no lens" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the head label map from the CLI
+def test_label_map_from_the_cli_is_used_and_recorded(tiny_manifest, tmp_path):
+    """``--model-set label_map=FILE`` reaches the adapter (a file and an inline JSON object) and the run
+    manifest records both the option and the resulting table."""
+    from probes.cli import main
+    from probes.store import read_manifest, read_rows
+
+    f = tmp_path / "head.json"
+    f.write_text(json.dumps({"hap": "surprise", "ang": ""}))
+    for value in (str(f), json.dumps({"hap": "surprise", "ang": ""})):
+        out = tmp_path / f"run{len(value)}"
+        assert main(["run", "predict", "--model", "audio-classifier", "--tiny", "--data", str(tiny_manifest),
+                     "--model-set", f"label_map={value}", "--out", str(out), "--quiet", "--strict"]) == 0
+        man = read_manifest(out)
+        assert man["model"]["label_map"] == {"neu": "neutral", "hap": "surprise", "sad": "sad", "ang": None}
+        assert man["model_options"]["label_map"] in (str(f), {"hap": "surprise", "ang": ""})
+        rows = read_rows(out)
+        assert set(rows["pred"]) <= {"neutral", "surprise", "sad"}
+
+
+@pytest.mark.parametrize("sets, expect", [
+    (["label_map={\"hap\": \"grumpy\"}"], r"--model-set label_map.*'grumpy' is not a canonical label"),
+    (["label_map=/no/such/map.json"], r"--model-set label_map.*no such file"),
+    (["label_map={bad json"], r"--model-set label_map.*not valid JSON"),
+    (["labelmap=x.json"], r"--model-set labelmap: model audio-classifier has no option 'labelmap'; it takes label_map, tiny_class"),
+    (["tiny_class=resnet"], r"tiny_class.*use one of wav2vec2, hubert, wavlm"),
+    (["device=cpu"], r"--model-set device: use --device instead"),
+    (["label_map"], r"--model-set 'label_map': write it as NAME=VALUE"),
+])
+def test_bad_model_set_is_one_clear_error_before_work(sets, expect, tiny_manifest, tmp_path, capsys):
+    from probes.cli import main
+
+    argv = ["run", "predict", "--model", "audio-classifier", "--tiny", "--data", str(tiny_manifest),
+            "--out", str(tmp_path / "r"), "--quiet"]
+    for s in sets:
+        argv += ["--model-set", s]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("probe: error:") == 1 and __import__("re").search(expect, err), err
+    assert not (tmp_path / "r").exists()                       # refused before the run folder was made
+
+
+def test_unmappable_head_label_names_the_option():
+    with pytest.raises(ClassifierLoadError, match=r"\['zz'\].*--model-set 'label_map=\{\"zz\": \"neutral\"\}'"):
+        map_head_labels({0: "neu", 1: "zz"})
+
+
+def test_alm_takes_no_model_set(tiny_manifest, tmp_path, capsys):
+    from probes.cli import main
+
+    assert main(["run", "predict", "--model", "qwen2-audio", "--tiny", "--data", str(tiny_manifest),
+                 "--model-set", "label_map={}", "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "qwen2-audio has no option 'label_map'; it takes no --model-set options" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ attribution
+def test_attribution_view_is_the_model_and_complete():
+    """The differentiable view at the encoder input reproduces the model's own label scores; the
+    baseline is silence; integrated gradients are complete (their sum = f(input) - f(baseline)) and
+    the time spans partition the clip; span ablation of one span is f(x) - f(x with that span silent)."""
+    from captum.attr import IntegratedGradients
+
+    from probes.library.attribution import attribute
+
+    a = AudioClassifier.tiny()
+    ex = _examples((1.3,))[0]
+    ai = a.inside_attribution(ex)
+    (x,), (b,) = ai.inputs, ai.baselines
+    with torch.no_grad():
+        fx = ai.forward(x)
+    np.testing.assert_allclose(fx.numpy(), a.inside_read([ex])[0].final[None], atol=1e-5)
+    silent = ex.with_(audio=np.zeros_like(ex.audio))
+    np.testing.assert_allclose(ai.forward(b).detach().numpy(), a.inside_read([silent])[0].final[None], atol=1e-5)
+    pos = np.concatenate([ai.spans[k][1] for k in ai.spans])
+    assert sorted(pos.tolist()) == list(range(x.shape[1])) and list(ai.spans)[0].startswith("audio:0.00-0.5")
+
+    def f(z):
+        return torch.log_softmax(ai.forward(z), -1)
+    k = int(f(x).argmax())
+    attr, delta = IntegratedGradients(f).attribute(x, baselines=b, target=k, n_steps=64, return_convergence_delta=True)
+    with torch.no_grad():
+        gap = float(f(x)[0, k] - f(b)[0, k])
+    assert abs(float(attr.sum()) - gap) <= 0.02 * max(abs(gap), 1e-2) + 1e-4, (float(attr.sum()), gap, float(delta))
+
+    rows = attribute(ai, tuple(a.labels), ex.row, methods=("ig", "ablation"), n_steps=64, base={"utt_id": ex.utt_id})
+    abl = {r["span"]: r["value"] for r in rows if r["method"] == "ablation" and r["metric"] == "signed"}
+    name, (_, p) = next(iter(ai.spans.items()))
+    xm = x.clone()
+    xm[:, torch.as_tensor(p)] = b[:, torch.as_tensor(p)]
+    with torch.no_grad():
+        assert abl[name] == pytest.approx(float(f(x)[0, k] - f(xm)[0, k]), abs=1e-5)
+    voice = [r["value"] for r in rows if r["span"] == "voice" and r["metric"] == "share"]
+    assert voice == [pytest.approx(1.0), pytest.approx(1.0)]    # no text input: every span is voice
+
+
+def test_attribution_probe_runs(tiny_manifest, tmp_path):
+    from probes.cli import main
+    from probes.store import read_rows
+
+    out = tmp_path / "attr"
+    assert main(["run", "attribution", "--model", "audio-classifier", "--tiny", "--data", str(tiny_manifest),
+                 "--set", "n_steps=16", "--out", str(out), "--quiet", "--strict", "--limit", "2"]) == 0
+    df = read_rows(out)
+    assert {"ig", "ablation"} == set(df["method"]) and df["span"].str.startswith("audio:").any()

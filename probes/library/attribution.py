@@ -171,7 +171,8 @@ def _summary(method: str, signed: dict[str, float], mass: dict[str, float], comm
         rows.append({**common, "method": method, "span": sp, "metric": "signed", "value": signed[sp]})
         rows.append({**common, "method": method, "span": sp, "metric": "share",
                      "value": mass[sp] / total if total > 0 else None})
-    voice = sum(v for sp, v in mass.items() if sp in VOICE_SPANS)
+    # a time sub-span of the voice ("audio:0.00-0.50", the audio classifier's) is voice too
+    voice = sum(v for sp, v in mass.items() if sp.split(":")[0] in VOICE_SPANS)
     for sp, v in (("voice", voice), ("text", total - voice)):
         rows.append({**common, "method": method, "span": sp, "metric": "share", "value": v / total if total > 0 else None})
     return rows

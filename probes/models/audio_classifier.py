@@ -54,7 +54,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from probes.adapter import Adapter, Edit, Example, InsideInfo, MissingInstrument, Prediction, Readout
+from probes.adapter import Adapter, AttributionInputs, Edit, Example, InsideInfo, MissingInstrument, Prediction, Readout
 from probes.labels import CANONICAL, EXTRA_SPELLINGS, SYNONYMS
 from probes.registry import MODELS
 
@@ -63,6 +63,7 @@ DEFAULT_LABEL_MAP: dict[str, str] = {k: v for k, v in SYNONYMS.items()}
 DEFAULT_LABEL_MAP.update({"calm": "neutral", "neutral": "neutral", "happiness": "happy", "surprised": "surprise",
                           "fearful": "fear", "disgusted": "disgust", "sadness": "sad", "anger": "angry"})
 NO_CLASS = -1e4
+OPT = "label_map (--model-set label_map=FILE.json or a JSON object)"
 _SUBSPAN = re.compile(r"^audio:(\d+(?:\.\d*)?)-(\d+(?:\.\d*)?)$")
 TINY_CLASSES = ("wav2vec2", "hubert", "wavlm")
 
@@ -78,21 +79,22 @@ def read_label_map(value: Any) -> dict[str, str]:
     if isinstance(value, (str, Path)) and not str(value).lstrip().startswith("{"):
         p = Path(value).expanduser()
         if not p.is_file():
-            raise ClassifierLoadError(f"label_map {value!s}: no such file; give a JSON object "
+            raise ClassifierLoadError(f"{OPT} {value!s}: no such file; give a JSON object "
                                       "{\"head label\": \"canonical label\"} or a file holding one")
         value = p.read_text()
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError as e:
-            raise ClassifierLoadError(f"label_map: not valid JSON ({e})") from None
+            raise ClassifierLoadError(f"{OPT}: not valid JSON ({e}); write {{\"head label\": \"canonical label\"}}") from None
     if not isinstance(value, Mapping):
-        raise ClassifierLoadError("label_map: give one JSON object {\"head label\": \"canonical label\"}")
+        raise ClassifierLoadError(f"{OPT}: give one JSON object {{\"head label\": \"canonical label\"}}")
     out = {}
     for k, v in value.items():
         target = "" if v is None else str(v).strip().lower()
         if target and target not in CANONICAL and target not in EXTRA_SPELLINGS:
-            raise ClassifierLoadError(f"label_map: {k!r} -> {v!r} is not a canonical label ({', '.join(CANONICAL)})")
+            raise ClassifierLoadError(f"{OPT}: {k!r} -> {v!r} is not a canonical label ({', '.join(CANONICAL)}); "
+                                      "map it to one of those, or to \"\" to drop the class")
         out[str(k).strip().lower()] = target
     return out
 
@@ -113,7 +115,8 @@ def map_head_labels(id2label: Mapping[Any, str], label_map: Mapping[str, str] | 
             f"audio-classifier: head labels {bad} map to no canonical label ({', '.join(CANONICAL)})"
             + (" (the checkpoint's id2label is the generic LABEL_i: its config does not name its classes)"
                if generic else "")
-            + "; give the label_map option, e.g. {\"" + bad[0] + "\": \"neutral\"} (\"\" drops a class)")
+            + "; map them with " + OPT + ", e.g. --model-set 'label_map={\"" + bad[0]
+            + "\": \"neutral\"}'" + " (\"\" drops a class)")
     if not any(out.values()):
         raise ClassifierLoadError("audio-classifier: the label map drops every head class; nothing left to score")
     return out
@@ -168,6 +171,14 @@ class AudioClassifier(Adapter):
         except (OSError, ValueError) as e:
             raise ClassifierLoadError(f"{path}: cannot load an audio classifier with its feature extractor ({e})") from None
         return cls(model, fe, weights="real", source=str(path), label_map=lm)
+
+    @classmethod
+    def check_cli_options(cls, label_map: Any = None, tiny_class: str = "wav2vec2", **_: Any) -> None:
+        """The ``--model-set`` options checked before any model loads (one clear error)."""
+        read_label_map(label_map)
+        if tiny_class not in TINY_CLASSES:
+            raise ClassifierLoadError(f"tiny_class (--model-set tiny_class=...) {tiny_class!r}: use one of "
+                                      f"{', '.join(TINY_CLASSES)}")
 
     @classmethod
     def tiny(cls, tiny_class: str = "wav2vec2", *, label_map: Mapping[str, str] | None = None) -> "AudioClassifier":
@@ -301,10 +312,17 @@ class AudioClassifier(Adapter):
         """Per run label the logsumexp of its head classes' logits (NO_CLASS if none). # [b, n_raw] -> [b, n_labels]"""
         import torch
 
-        logits = torch.as_tensor(logits).float().reshape(-1, logits.shape[-1])
-        cols = [torch.logsumexp(logits[:, idx], -1) if idx else torch.full((logits.shape[0],), NO_CLASS)
+        return self._label_scores_t(torch.as_tensor(logits)).detach().cpu().numpy()
+
+    def _label_scores_t(self, logits):
+        """``label_scores`` on a tensor, differentiable (attribution). # [b, n_raw] -> [b, n_labels]"""
+        import torch
+
+        logits = logits.float().reshape(-1, logits.shape[-1])
+        cols = [torch.logsumexp(logits[:, idx], -1) if idx else
+                torch.full((logits.shape[0],), NO_CLASS, device=logits.device, dtype=logits.dtype)
                 for idx in self._label_index()]
-        return torch.stack(cols, -1).numpy()
+        return torch.stack(cols, -1)
 
     def label_probs(self, logits) -> np.ndarray:
         """Closed-set probabilities over the run's labels. # [b, n_raw] -> [b, n_labels]"""
@@ -489,11 +507,9 @@ class AudioClassifier(Adapter):
     def inside_info(self) -> InsideInfo:
         cfg = self.model.config
         return InsideInfo(n_layers=self.n_layers, n_heads=int(cfg.num_attention_heads), pools=("audio-mean",),
-                          spans=("audio",), supports=frozenset({"attention", "hidden", "patch"}),
+                          spans=("audio",), supports=frozenset({"attention", "hidden", "patch", "attribution"}),
                           why_not={"lens": "it has no unembedding: its head reads the pooled last layer, not a "
-                                           "per-position residual (no text output)",
-                                   "attribution": "not implemented for the audio classifier (no differentiable "
-                                                  "input view written yet)"})
+                                           "per-position residual (no text output)"})
 
     def inside_read(self, examples: Sequence[Example], *, attention: bool = False, pools: Sequence[str] = (),
                     lens: bool = False) -> list[Readout]:
@@ -525,6 +541,48 @@ class AudioClassifier(Adapter):
         rows = [self.run_with_edits([target], [Edit("patch", span=span, layer=int(l), source=source.utt_id)],
                                     sources={source.utt_id: source}) for l in layers]
         return self.label_scores(torch.cat(rows))
+
+    # seconds per time span of the attribution (the spans partition the clip; the last may be shorter)
+    attribution_span_seconds: float = 0.5
+
+    def time_spans(self, n_frames: int, seconds: float | None = None) -> dict[str, np.ndarray]:
+        """Consecutive time spans ``audio:START-END`` (seconds, two decimals) covering every frame."""
+        fs = self.frame_seconds()
+        step = max(1, int(round((seconds or self.attribution_span_seconds) / fs)))
+        return {f"audio:{a * fs:.2f}-{min(a + step, n_frames) * fs:.2f}": np.arange(a, min(a + step, n_frames))
+                for a in range(0, n_frames, step)}
+
+    def inside_attribution(self, example: Example) -> AttributionInputs:
+        """A differentiable view at the encoder input (residual 0: the frames the transformer layers read).
+
+        ``inputs``: the clip's residual 0 ``[1, frames, d]`` (the example's own edits at residual 0
+        included); ``baselines``: residual 0 of the same number of samples of silence ("hears
+        nothing"); ``forward(x)``: the model run with residual 0 replaced by ``x`` (the example's
+        edits at later layers hold along the path) -> per run label the logsumexp of its head
+        classes' logits. ``spans``: consecutive time spans ``audio:START-END`` of
+        ``attribution_span_seconds`` (0.5 s), so span ablation gives a share per stretch of time and
+        integrated gradients per frame summed the same way.
+        """
+        import torch
+
+        self._refuse_prompt([example])
+        x0 = self.capture([example], 0, "audio")[0][None]                          # [1, frames, d]
+        silent = example.with_(audio=np.zeros_like(np.asarray(example.audio, dtype=np.float32)), edits=())
+        base = self.capture([silent], 0, "audio")[0][None]
+        iv = self._inputs([example])["input_values"]
+        late = [(e, [0]) for e in example.edits if e.layer >= 1]
+        dtype = next(self.model.parameters()).dtype
+
+        def forward(x):                                                             # [n, frames, d] -> [n, n_labels]
+            n = x.shape[0]
+            ops = [(0, lambda h, x=x: x.to(h.device, h.dtype))]
+            ops += self._edit_ops([example] * n, list(range(n)), [(e, list(range(n))) for e, _ in late], None)
+            with self.hooked(ops):
+                logits = self.model(input_values=iv.expand(n, -1).to(dtype)).logits
+            return self._label_scores_t(logits)
+
+        return AttributionInputs(inputs=(x0.float(),), baselines=(base.float(),), forward=forward,
+                                 spans={k: (0, v) for k, v in self.time_spans(int(x0.shape[1])).items()})
 
 
 _TINY: dict = {}
