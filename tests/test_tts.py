@@ -221,3 +221,52 @@ def test_soft_scores_in_metrics_when_the_manifest_has_soft_labels(tiny_manifest,
     valid = sum(isinstance(p, dict) for p in rows["probs"]) if "probs" in rows else 0
     assert soft["n_soft"] == valid                              # rows with a distribution are the ones scored
     assert "happy" in m["soft"]["labels"] and "sad" in m["soft"]["labels"]
+
+
+# ---------------------------------------------------------------------------------- closed decoding
+def test_label_trie():
+    trie = _tts.LabelTrie([[5, 6], [5, 7, 8], [9]], stop={0})
+    assert trie.allowed([]) == {5, 9} and trie.allowed([5]) == {6, 7}
+    assert trie.complete([5, 6]) and trie.complete([9]) and not trie.complete([5, 7])
+    both = _tts.LabelTrie([[5], [5, 6]], stop={0})          # a label that prefixes another: stop or go on
+    assert both.allowed([5]) == {0, 6} and not both.complete([5]) and both.complete([5, 6])
+    with pytest.raises(ValueError, match="no prefix"):
+        trie.allowed([6])
+
+
+def test_closed_decoding_answers_labels_and_wide_beam_equals_label_scoring():
+    """Closed decoding samples only label words (random weights: every answer valid); a beam as wide
+    as the label set is an exhaustive search over it, so its beams' log-likelihoods are the
+    adapter's own closed-set label scores (summed token log-probabilities)."""
+    import torch
+
+    from probes.registry import MODELS
+    from tests.fixtures.alm import alm_examples
+
+    model = MODELS[MODEL].tiny()
+    ex = alm_examples(1)[0]
+    b = _tts.Budget()
+    cands = _tts.Decoder(model, ex, b, closed=True).sample(6, max_new_tokens=8, temperature=1.0,
+                                                           generator=torch.Generator().manual_seed(0))
+    assert all(c.label in model.labels and c.stopped for c in cands)
+    assert b.tokens_generated == sum(len(c.tokens) for c in cands) == sum(c.n_scored for c in cands)
+    k = len(model.labels)
+    beams = _tts.Decoder(model, ex, _tts.Budget(), closed=True).beam(k, max_new_tokens=8)
+    assert sorted(x.label for x in beams) == sorted(model.labels)
+    assert model.length_norm == "sum"
+    # label_logprobs renormalises over the labels (log-softmax of the summed scores): compare so
+    ref = dict(zip(model.labels, model.label_logprobs([ex])[0].tolist()))
+    z = torch.logsumexp(torch.tensor([x.logprob for x in beams]), 0).item()
+    for x in beams:
+        assert x.logprob - z == pytest.approx(ref[x.label], abs=1e-3)
+    assert beams[0].label == max(ref, key=ref.get)
+
+
+def test_closed_runs_from_the_cli_and_refuses_reasoning(tiny_manifest, tmp_path):
+    rows, m = _run("tts-self-consistency", tiny_manifest, tmp_path / "sc", "n=3", "closed=true")
+    assert (rows["n_invalid"] == 0).all() and rows["closed"].all()
+    for r in rows.to_dict("records"):
+        assert sum(r["probs"].values()) == pytest.approx(1.0, abs=1e-4) and r["votes"][r["pred"]] == max(r["votes"].values())
+    with pytest.raises(ValueError, match="closed"):
+        main(["run", "tts-cot", "--model", MODEL, "--tiny", "--data", str(tiny_manifest), "--out", str(tmp_path / "c"),
+              "--quiet", "--strict", "--limit", "1", "--set", "closed=true"])

@@ -118,7 +118,7 @@ def check_decodable(model: "Adapter", strategy: str) -> None:
 class Decoder:
     """Token-by-token decoding of one example's answer through the adapter's public contract."""
 
-    def __init__(self, model: "Adapter", ex: "Example", budget: Budget):
+    def __init__(self, model: "Adapter", ex: "Example", budget: Budget, *, closed: bool = False):
         import torch
 
         if ex.edits:
@@ -137,6 +137,19 @@ class Decoder:
         if getattr(tok, "eos_token_id", None) is not None:
             stop.add(int(tok.eos_token_id))
         self.stop = stop
+        self.trie = LabelTrie.of(model, stop) if closed else None
+
+    def _mask(self, logp: "torch.Tensor", seqs: Sequence[Sequence[int]]) -> "torch.Tensor":
+        """``logp`` with every token that continues no label set to -inf (closed decoding only)."""
+        import torch
+
+        if self.trie is None:
+            return logp
+        keep = torch.full_like(logp, -math.inf)
+        for r, s in enumerate(seqs):
+            ids = sorted(self.trie.allowed(s))
+            keep[r, ids] = 0.0
+        return logp + keep
 
     def logprobs(self, seqs: Sequence[Sequence[int]]) -> "torch.Tensor":
         """Next-token log-probabilities (temperature 1) after the prompt + each of ``seqs`` (all the
@@ -171,29 +184,33 @@ class Decoder:
         toks: list[list[int]] = [[] for _ in range(n)]
         lp = [0.0] * n
         done = [False] * n
+        scored = [0] * n
         for _ in range(max_new_tokens):
             live = [i for i in range(n) if not done[i]]
             if not live:
                 break
             logp = self.logprobs([toks[i] for i in live])      # [live, vocab]
+            choose = self._mask(logp, [toks[i] for i in live])  # closed: only label continuations
             if temperature <= 0:
-                nxt = logp.argmax(-1)
+                nxt = choose.argmax(-1)
             else:
-                scaled = logp / temperature
+                scaled = choose / temperature
                 if top_k and top_k < scaled.shape[-1]:
                     kth = scaled.topk(top_k, -1).values[:, -1:]
                     scaled = scaled.masked_fill(scaled < kth, -math.inf)
                 nxt = torch.multinomial(torch.softmax(scaled, -1), 1, generator=generator)[:, 0]
             for r, i in enumerate(live):
                 t = int(nxt[r])
-                lp[i] += float(logp[r, t])
+                lp[i] += float(logp[r, t])          # the model's own log-probability, unmasked
+                scored[i] += 1
                 self.budget.tokens_generated += 1
                 if t in self.stop:
                     done[i] = True
                 else:
                     toks[i].append(t)
-        return [self.candidate(toks[i], lp[i], len(toks[i]) + int(done[i]), done[i], reasoning=reasoning)
-                for i in range(n)]
+                    if self.trie is not None and self.trie.complete(toks[i]):
+                        done[i] = True          # a whole label and nothing longer: the answer is given
+        return [self.candidate(toks[i], lp[i], scored[i], done[i], reasoning=reasoning) for i in range(n)]
 
     def beam(self, width: int, *, max_new_tokens: int, length_norm: str = "sum", reasoning: bool = False) -> list[Candidate]:
         """Beam search: the ``width`` best answers by summed log-likelihood (``length_norm="mean"``:
@@ -210,18 +227,61 @@ class Decoder:
             live = [b for b in beams if not b[3]]
             if not live:
                 break
-            logp = self.logprobs([b[0] for b in live])
+            logp = self._mask(self.logprobs([b[0] for b in live]), [b[0] for b in live])
             pool = [b for b in beams if b[3]]
             top = logp.topk(min(width, logp.shape[-1]), -1)
             for r, b in enumerate(live):
                 for v, t in zip(top.values[r].tolist(), top.indices[r].tolist()):
+                    if v == -math.inf:         # closed decoding: fewer continuations than the width
+                        continue
                     self.budget.tokens_generated += 1
                     stopped = t in self.stop
-                    pool.append((b[0] if stopped else b[0] + [t], b[1] + v, b[2] + 1, stopped))
+                    new = b[0] if stopped else b[0] + [t]
+                    stopped = stopped or (self.trie is not None and self.trie.complete(new))
+                    pool.append((new, b[1] + v, b[2] + 1, stopped))
             pool.sort(key=key, reverse=True)   # stable: ties keep the order of the lower token id
             beams = pool[:width]
         beams.sort(key=key, reverse=True)
         return [self.candidate(t, s, n, st, reasoning=reasoning) for t, s, n, st in beams]
+
+
+class LabelTrie:
+    """The label words as token sequences (closed decoding): which tokens may come next."""
+
+    def __init__(self, seqs: Sequence[Sequence[int]], stop: set[int]):
+        self.next: dict[tuple, set[int]] = {}
+        self.ends: set[tuple] = set()
+        self.stop = set(stop)
+        for s in seqs:
+            s = tuple(int(t) for t in s)
+            if not s:
+                raise ValueError("closed decoding: a label encodes to no tokens")
+            for i in range(len(s)):
+                self.next.setdefault(s[:i], set()).add(s[i])
+            self.ends.add(s)
+
+    @classmethod
+    def of(cls, model: "Adapter", stop: set[int]) -> "LabelTrie":
+        if hasattr(model, "label_tokens"):
+            seqs = model.label_tokens()
+        else:
+            seqs = [model.tokenizer.encode(l, add_special_tokens=False) for l in model.labels]
+        return cls(seqs, stop)
+
+    def allowed(self, seq: Sequence[int]) -> set[int]:
+        """Tokens that continue some label after ``seq``; the stop tokens where ``seq`` is a label."""
+        key = tuple(seq)
+        out = set(self.next.get(key, ()))
+        if key in self.ends:
+            out |= self.stop
+        if not out:
+            raise ValueError(f"closed decoding: {list(seq)} is no prefix of any label")
+        return out
+
+    def complete(self, seq: Sequence[int]) -> bool:
+        """``seq`` is a whole label that no longer label extends (decoding ends there)."""
+        key = tuple(seq)
+        return key in self.ends and key not in self.next
 
 
 # ---------------------------------------------------------------------------------- votes
@@ -297,6 +357,7 @@ class TTSProbe(Conditions, PredictionProbe):
     template: str = field(default="plain", metadata={"help": "prompt template (interventions/prompts.json)"})
     max_new_tokens: int = field(default=12, metadata={"help": "tokens generated per answer at most", "validate": lambda v: _positive("max_new_tokens")(v)})
     keep_candidates: bool = field(default=True, metadata={"help": "write every candidate's text, label and log-likelihood into the row"})
+    closed: bool = field(default=False, metadata={"help": "closed decoding: only tokens that spell a label word are sampled (every answer is valid; log-likelihoods stay the model's own)"})
 
     def decide(self, model: "Adapter", ex: "Example", dec: Decoder, gen: "torch.Generator", ctx) -> tuple["Prediction", list[Candidate], dict]:
         raise NotImplementedError
@@ -306,17 +367,20 @@ class TTSProbe(Conditions, PredictionProbe):
 
     def execute(self, model, data, items, ctx):
         check_decodable(model, self.name)
+        if self.closed and (self.reasoning or self.template.startswith("reason")):
+            raise ValueError(f"{self.name}: closed=true decodes label words only, so there is no room for reasoning; "
+                             "drop closed or use a template without reasoning")
         for it in items:
             try:
                 ex = self.make_example(model, data, it, ctx)
                 budget = Budget()
                 t0 = time.perf_counter()
-                dec = Decoder(model, ex, budget)
+                dec = Decoder(model, ex, budget, closed=self.closed)
                 gen = seeded_generator(ctx.seed, it.utt_id, it.condition, *it.key)
                 pred, cands, extra = self.decide(model, ex, dec, gen, ctx)
                 budget.wall_s = time.perf_counter() - t0
                 row = prediction_row(ex, it.condition, pred)
-                row.update(strategy=self.strategy, **self.budget_asked(), **budget.as_row(), **extra)
+                row.update(strategy=self.strategy, **self.budget_asked(), **budget.as_row(), closed=self.closed, **extra)
                 if self.keep_candidates:
                     row["candidates"] = [{"text": c.text, "label": c.label, "logprob": round(c.logprob, 5),
                                           "tokens": len(c.tokens), "stopped": c.stopped} for c in cands]
