@@ -119,6 +119,25 @@ def test_granite_audio_token_count_and_features():
     assert fe.n_tokens(30 * 16_000) / 30 == pytest.approx(10, rel=0.01)  # configs: 10 audio tokens / s
 
 
+def test_granite_features_equal_an_independent_mel_implementation():
+    """librosa's HTK mel power spectrogram (no filter norm, reflect-centred Hann 400 in 512, hop 160) is
+    what torchaudio's MelSpectrogram computes with these settings; through Granite's log / floor /
+    stacking it must give GraniteLogMel's features (float32 vs float64: 1e-4)."""
+    librosa = pytest.importorskip("librosa")
+    from probes.models.granite_speech import GraniteLogMel
+
+    for f0, sec in ((150.0, 1.03), (260.0, 0.4)):
+        w = tone(f0, sec)
+        mel = librosa.feature.melspectrogram(y=w.astype(np.float64), sr=16_000, n_fft=512, hop_length=160,
+                                             win_length=400, window="hann", center=True, pad_mode="reflect",
+                                             power=2.0, n_mels=80, fmin=0.0, fmax=8000.0, htk=True, norm=None)
+        logmel = np.log10(np.clip(mel.T, 1e-10, None))
+        logmel = np.maximum(logmel, logmel.max() - 8.0) / 4 + 1
+        ref = logmel[: len(logmel) // 2 * 2].reshape(-1, 160)
+        got = GraniteLogMel()([w])["input_features"][0].numpy()
+        assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-4
+
+
 def test_granite_features_equal_transformers_where_torchaudio_is_installed():
     pytest.importorskip("torchaudio", reason="transformers' GraniteSpeechFeatureExtractor needs torchaudio")
     from transformers import GraniteSpeechFeatureExtractor
