@@ -2,7 +2,7 @@
 
 Loads the transformers-format ``microsoft/Phi-4-multimodal-instruct`` (a local folder or hub id of the
 converted checkpoint: ``config.json`` with ``model_type: phi4_multimodal`` and a ``speech-lora``
-subfolder; the original release needs remote code and is not loaded) ; ``--tiny`` builds a
+subfolder; the original release needs remote code and is not loaded); ``--tiny`` builds a
 random-weight instance of the same class offline.
 Why it is here: a third decoder family (Phi-4-mini, o200k vocabulary) and a speech encoder trained
 from scratch rather than a Whisper copy, with the speech skills carried by a LoRA on the decoder
