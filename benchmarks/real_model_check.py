@@ -73,6 +73,17 @@ def _template_for(model, args):
     return rec.get("chat_template"), "the published template (configs/)"
 
 
+def _message_form(model) -> str:
+    """How the family's template takes the audio (configs/<family>.json ``message_form``): "string" = the
+    placeholder written into the user text; default: a content list with an audio part."""
+    from probes.models.tokenizers import real_config
+
+    try:
+        return real_config(model.name).get("message_form", "list")
+    except ValueError:
+        return "list"
+
+
 def check_prompt_equality(model, ex, args):
     tpl, where = _template_for(model, args)
     if not tpl:
@@ -84,8 +95,11 @@ def check_prompt_equality(model, ex, args):
         p = model.prompt(e, n)
         built = p.head + [model.audio_token_id] * n + p.tail
         system = getattr(model, "system", "") or None
-        msgs = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": [{"type": "audio", "audio": "a.wav"}, {"type": "text", "text": model.user_text(e)}]}]
+        if _message_form(model) == "string":  # templates that concatenate strings (Granite, Phi-4): placeholder + text
+            user = {"role": "user", "content": model.audio_token + model.user_text(e)}
+        else:
+            user = {"role": "user", "content": [{"type": "audio", "audio": "a.wav"}, {"type": "text", "text": model.user_text(e)}]}
+        msgs = ([{"role": "system", "content": system}] if system else []) + [user]
         text = tok.apply_chat_template(msgs, chat_template=tpl, tokenize=False, add_generation_prompt=True)
         if text.count(model.audio_token) != 1:
             return False, f"the template rendered {text.count(model.audio_token)} audio placeholders"

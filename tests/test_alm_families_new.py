@@ -380,3 +380,28 @@ def test_phi4_batch_invariance_mixed_lengths(phi4_real):
     perm = [3, 0, 7, 5, 1, 6, 2, 4]
     assert float((a.label_logprobs([ex[i] for i in perm]) - batched[perm]).abs().max()) < TOL
     assert float((batched[0] - batched[1]).abs().max()) > 1e-6
+
+
+# ============================================================== benchmarks/real_model_check.py on the new families
+@pytest.mark.parametrize("family", ["granite-speech", "phi-4-multimodal"])
+def test_real_model_check_renders_string_templates(family, tmp_path, capsys, monkeypatch):
+    """Granite's and Phi-4's templates concatenate the user content as a string (the audio placeholder
+    written into it); the check rendered a content list for every family, so it failed on both
+    ("0 audio placeholders" / a TypeError) although the adapters' prompts are right."""
+    import importlib.util
+    from pathlib import Path
+
+    from tests.fixtures.interventions import make_cue_manifest
+
+    monkeypatch.setenv("DISSONANCE_CACHE", str(tmp_path / "cache"))
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_model_check.py"
+    spec = importlib.util.spec_from_file_location("real_model_check_families", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    manifest = make_cue_manifest(tmp_path / "data")
+    rc = mod.main(["--model", family, "--tiny", "--manifest", str(manifest), "--n", "3", "--min-agreement", "0",
+                   "--skip", "token-shuffle,batch-invariance,closed-vs-generated"])
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.strip().startswith("prompt-equality"))
+    assert " PASS " in line, line
+    assert rc == 0
