@@ -15,7 +15,7 @@ from probes.data.manifest import COLUMNS, Manifest
 from probes.data.synth import build
 from probes.data.synth.design import EXTRA, MAIN, DesignError, full_design, load_bank, select
 from probes.data.synth.engine import Request, SynthError, get_engine
-from probes.data.synth.voices import PROFILES, SPEAKERS, draw, render, spoken_text
+from probes.data.synth.voices import MILD_INTENSITY, PROFILES, SPEAKERS, draw, render, spoken_text
 
 # ------------------------------------------------------------------------------ sentence bank
 def test_bank_sizes_and_explicitness():
@@ -139,8 +139,9 @@ def test_small_corpus_fixture(synth_corpus):
     df = m.df
     assert 60 <= len(m) <= 100
     assert list(df.columns[: len(COLUMNS)]) == list(COLUMNS)
-    for extra in ("explicitness", "voice", "p_pitch", "p_rate", "p_volume", "p_ending", "duration_s"):
+    for extra in ("explicitness", "voice", "p_pitch", "p_rate", "p_volume", "p_ending", "p_intensity", "duration_s"):
         assert extra in df.columns
+    assert set(df["p_intensity"].astype(float)) <= {1.0, MILD_INTENSITY} and (df["p_intensity"].astype(float) < 1).any()
     assert set(df["split"]) == {"train", "dev", "test"}
     assert set(df["congruent"]) == {"true", "false"}
     assert df["acoustic_label"].nunique() >= 4 and df["speaker"].nunique() >= 6
@@ -207,3 +208,37 @@ def test_unknown_emotion_is_a_clear_error():
     with pytest.raises(SynthError, match="no prosody profile"):
         draw("bored", np.random.default_rng(0))
     assert set(PROFILES) == set(MAIN + EXTRA)
+
+
+# ------------------------------------------------------------------------------ intensity (mild takes)
+def test_mild_takes_move_every_knob_toward_neutral_and_keep_the_draws():
+    from probes.data.synth.voices import MILD_INTENSITY, MILD_SHARE, expressed, intensity_for
+
+    for emo, p in PROFILES.items():
+        assert expressed(p, 1.0) == p
+        flat = expressed(p, 0.0)
+        assert (flat.pitch, flat.range, flat.rate, flat.volume) == (1.0, 1.0, 1.0, 1.0)
+        assert (flat.breath, flat.tremolo, flat.rough, flat.tilt, flat.wordgap) == (0.0, 0.0, 0.0, 0.0, 0.0)
+        assert dict(flat.endings).get(".", 0) == pytest.approx(1.0) and sum(w for _, w in flat.endings) == pytest.approx(1.0)
+        mild = expressed(p, MILD_INTENSITY)
+        for knob in ("pitch", "range", "rate", "volume"):  # between neutral and the full profile (log scale)
+            full, m = getattr(p, knob), getattr(mild, knob)
+            assert min(1.0, full) <= m <= max(1.0, full)
+        assert abs(mild.tilt) <= abs(p.tilt) and mild.breath <= p.breath
+        # the same rng state gives the same random draws whatever the intensity: a mild take of
+        # a full-profile emotion differs only by its means
+        a = draw(emo, np.random.default_rng(7), intensity=1.0)
+        b = draw(emo, np.random.default_rng(7), intensity=MILD_INTENSITY)
+        assert b.intensity == MILD_INTENSITY and a.intensity == 1.0
+        for knob in ("pitch", "range", "rate", "volume"):
+            assert getattr(b, knob) / getattr(a, knob) == pytest.approx(getattr(mild, knob) / getattr(p, knob))
+    with pytest.raises(SynthError, match="intensity"):
+        expressed(PROFILES["sad"], 1.5)
+    # a seeded share of the full design is mild, spread over every voice emotion and split
+    items = full_design(0)
+    mild = [it for it in items if intensity_for(0, it.utt_id) < 1.0]
+    assert abs(len(mild) / len(items) - MILD_SHARE) < 0.05
+    for e in MAIN + EXTRA:
+        share = np.mean([intensity_for(0, it.utt_id) < 1.0 for it in items if it.voice_emotion == e])
+        assert 0.35 < share < 0.65, (e, share)
+    assert {it.split for it in mild} == {"train", "dev", "test"}

@@ -10,7 +10,8 @@ the measured numbers.
 Manifest columns: the standard ones (``acoustic_label`` = the voice emotion, ``semantic_label`` =
 the sentence's emotion) plus ``explicitness``, ``voice`` (speaker's stock timbre and pitch),
 ``take`` and the drawn prosody ``p_pitch, p_range, p_rate, p_volume, p_breath, p_tremolo, p_rough,
-p_tilt, p_wordgap, p_ending``, and ``duration_s``.
+p_tilt, p_wordgap, p_ending``, ``p_intensity`` (1 = full, ``MILD_INTENSITY`` for a mild take)
+and ``duration_s``.
 
 Re-running on an existing folder is safe: each wav is written to a temporary name and moved into
 place, the manifest is replaced last, and only then are wavs that the new manifest no longer
@@ -52,7 +53,7 @@ def build(
 
     from probes.data.manifest import Manifest
     from probes.data.synth.design import rng_for, select
-    from probes.data.synth.voices import SPEAKER_BY_ID, draw, render
+    from probes.data.synth.voices import SPEAKER_BY_ID, draw, intensity_for, render
 
     out = Path(out)
     items = select(seed, n, conflict_rate)
@@ -64,7 +65,7 @@ def build(
         spk = SPEAKER_BY_ID[it.speaker]
         # one generator per utterance: the audio does not depend on which other items are built
         rng = rng_for(seed, "prosody", it.utt_id)
-        prosody = draw(it.voice_emotion, rng)
+        prosody = draw(it.voice_emotion, rng, intensity=intensity_for(seed, it.utt_id))
         wav = render(it.sentence.text, spk, prosody, rng)
         rel = f"wav/{it.utt_id}.wav"
         tmp = out / f"{rel}.part"

@@ -23,6 +23,12 @@ Every draw multiplies each factor by ``exp(JITTER * z)`` (z standard normal) and
 the quality knobs, so classes overlap like real speech instead of being perfectly separable.
 ``JITTER`` was tuned with ``benchmarks/synth_separability.py`` for a voice-emotion UAR near 0.8
 from eGeMAPS (see docs/synthetic-corpus.md); change it there, not per call.
+
+*Intensity*: a seeded share ``MILD_SHARE`` of the takes speaks its emotion mildly
+(``MILD_INTENSITY`` of the profile's deviation from neutral, ``expressed``), the way acted corpora
+record several intensity levels. Full-intensity takes alone made the voice a more reliable cue
+than the words; with the mild takes a model trained on congruent items has reason to use both
+(docs/synthetic-corpus.md, "Voice reliability").
 """
 
 from __future__ import annotations
@@ -34,6 +40,21 @@ import numpy as np
 from probes.data.synth.engine import ESPEAK_RATE, Request, SynthError, get_engine, stock_variant, to_16k
 
 JITTER = 0.23  # log-sd of the multiplicative per-utterance jitter on pitch / range / rate / volume
+# Share of takes spoken mildly, and how mildly (the log-deviation from the speaker's neutral voice
+# that they keep): acted corpora record emotions at several intensities (CREMA-D: low / medium /
+# high), and a mild take is hard to tell from neutral or from its neighbours. Chosen on the
+# non-test items (benchmarks/synth_separability.py --fusion; docs/synthetic-corpus.md) so that the
+# voice is no more reliable than the words: with full-intensity takes only, a voice-and-words
+# model trained on congruent items followed the voice on most conflict items (FINDINGS lesson 9).
+MILD_SHARE = 0.5
+MILD_INTENSITY = 0.4
+
+
+def intensity_for(seed: int, utt_id: str) -> float:
+    """The intensity of one take: ``MILD_INTENSITY`` for a seeded ``MILD_SHARE`` of takes, else 1."""
+    from probes.data.synth.design import unit
+
+    return MILD_INTENSITY if unit(seed, "intensity", utt_id) < MILD_SHARE else 1.0
 # espeak amplitude at volume factor 1; espeak speech is peaky, so neutral sits well below the
 # default 100 to leave the loud emotions room before the peak limiter would flatten them
 BASE_VOLUME = 55
@@ -105,17 +126,38 @@ class Prosody:
     tilt: float
     wordgap: int
     ending: str
+    intensity: float = 1.0
 
     def columns(self) -> dict[str, str]:
         return {f"p_{k}": (f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in asdict(self).items()}
 
 
-def draw(emotion: str, rng: np.random.Generator, jitter: float | None = None) -> Prosody:
-    """Draw one utterance's prosody for ``emotion`` (same rng state -> same draw); jitter defaults to JITTER."""
+def expressed(p: Profile, intensity: float) -> Profile:
+    """The profile spoken at ``intensity`` (1 = full, 0 = the speaker's neutral voice).
+
+    Factors move toward 1 on a log scale, the quality knobs, tilt and pauses toward 0, and the
+    ending keeps the profile's tune with probability ``intensity`` (else a statement).
+    """
+    if not 0.0 <= intensity <= 1.0:
+        raise SynthError(f"intensity={intensity}: give a value between 0 (neutral) and 1 (full profile).")
+    if intensity == 1.0:
+        return p
+    k = intensity
+    endings = tuple((e, w * k) for e, w in p.endings if e != ".") + ((".", 1.0 - k + k * dict(p.endings).get(".", 0.0)),)
+    return Profile(pitch=p.pitch ** k, range=p.range ** k, rate=p.rate ** k, volume=p.volume ** k, breath=p.breath * k,
+                   tremolo=p.tremolo * k, rough=p.rough * k, tilt=p.tilt * k, wordgap=p.wordgap * k, endings=endings)
+
+
+def draw(emotion: str, rng: np.random.Generator, jitter: float | None = None, intensity: float = 1.0) -> Prosody:
+    """Draw one utterance's prosody for ``emotion`` (same rng state -> same draw); jitter defaults to JITTER.
+
+    ``intensity`` < 1 speaks the emotion mildly (``expressed``); the random draws are the same
+    whatever the intensity, so a full-intensity take does not change when mild takes are added.
+    """
     jitter = JITTER if jitter is None else jitter
     if emotion not in PROFILES:
         raise SynthError(f"no prosody profile for emotion {emotion!r}; profiles exist for {', '.join(PROFILES)}.")
-    p = PROFILES[emotion]
+    p = expressed(PROFILES[emotion], intensity)
     z = rng.standard_normal(8)
     q = rng.random(3)
 
@@ -135,6 +177,7 @@ def draw(emotion: str, rng: np.random.Generator, jitter: float | None = None) ->
         tilt=float(np.clip(p.tilt + 0.3 * z[7], -1.0, 1.0)),
         wordgap=int(rng.poisson(p.wordgap)) if p.wordgap > 0 else 0,
         ending=str(endings[int(np.searchsorted(np.cumsum(probs), q[0] * sum(probs), side="right").clip(0, len(endings) - 1))]),
+        intensity=float(intensity),
     )
 
 
