@@ -78,7 +78,8 @@ def test_old_relative_data_paths_resolve(tmp_path, tiny_manifest, monkeypatch):
 
 
 def test_every_notebook_has_a_test():
-    tested = {"01_conflict_corpus.ipynb", "02_cue_tokens.ipynb", "03_inside_the_model.ipynb", "04_fas.ipynb"}
+    tested = {"01_conflict_corpus.ipynb", "02_cue_tokens.ipynb", "03_inside_the_model.ipynb", "04_fas.ipynb",
+              "05_test_time_scaling.ipynb"}
     assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == tested
 
 
@@ -107,6 +108,14 @@ def test_04_fas(tmp_path, tiny_manifest, monkeypatch):
                        ("activation-patching", {})):
         run_probe(PROBES[name](**opts), fas, data, tmp_path / name, progress=False)
     execute("04_fas.ipynb", tmp_path, monkeypatch)
+
+
+def test_05_test_time_scaling(tmp_path, monkeypatch):
+    """No tts runs under DISSONANCE_RUNS: the notebook makes its own tiny random-weight sweep and says so."""
+    monkeypatch.setenv("DISSONANCE_TTS_WORK", str(tmp_path / "work"))
+    out = execute("05_test_time_scaling.ipynb", tmp_path / "no-runs", monkeypatch)
+    assert "RANDOM-WEIGHT sweep" in out and "NOT results" in out
+    assert len(list((tmp_path / "work" / "runs").iterdir())) == 10
 
 
 def test_run_manifest_names_the_data_by_an_absolute_path(tmp_path, tiny_manifest, monkeypatch):
