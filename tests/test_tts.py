@@ -270,3 +270,37 @@ def test_closed_runs_from_the_cli_and_refuses_reasoning(tiny_manifest, tmp_path)
     with pytest.raises(ValueError, match="closed"):
         main(["run", "tts-cot", "--model", MODEL, "--tiny", "--data", str(tiny_manifest), "--out", str(tmp_path / "c"),
               "--quiet", "--strict", "--limit", "1", "--set", "closed=true"])
+
+
+# ---------------------------------------------------------------------------------- KV cache
+def test_kv_cache_sampling_equals_the_uncached_decoder():
+    """The cached sampler gives the same tokens and log-likelihoods as the full-sequence reference,
+    greedy and sampled, with samples stopping at different steps (closed decoding: labels of
+    different lengths), and the same number of forward passes; the prompt is forwarded once."""
+    import torch
+
+    from probes.registry import MODELS
+    from tests.fixtures.alm import alm_examples
+
+    model = MODELS[MODEL].tiny()
+    gen = MODELS[MODEL].tiny(answer_mode="generate")
+    ex = alm_examples(1)[0]
+    for temp, closed in ((0.0, False), (1.0, False), (1.0, True)):
+        out = []
+        for kv in (False, True):
+            b = _tts.Budget()
+            c = _tts.Decoder(model, ex, b, closed=closed, kv_cache=kv).sample(
+                6, max_new_tokens=6, temperature=temp, generator=torch.Generator().manual_seed(3))
+            out.append((c, b))
+        (ref, b0), (got, b1) = out
+        assert [x.tokens for x in got] == [x.tokens for x in ref]
+        assert [x.logprob for x in got] == pytest.approx([x.logprob for x in ref], abs=1e-4)
+        assert (b1.forward_passes, b1.tokens_generated) == (b0.forward_passes, b0.tokens_generated)
+        assert b1.sequences_forwarded == b0.sequences_forwarded - 5      # the prompt once, not 6 times
+        if closed:
+            assert len({len(x.tokens) for x in got}) > 1, "want samples that stop at different steps"
+    (c,) = _tts.Decoder(model, ex, _tts.Budget(), kv_cache=True).sample(1, max_new_tokens=gen.max_new_tokens,
+                                                                       temperature=0.0)
+    assert gen.predict([ex])[0].raw == c.text              # and the adapter's own cached greedy generation
+    with pytest.raises(NotImplementedError, match="beam"):
+        _tts.Decoder(model, ex, _tts.Budget(), kv_cache=True).beam(2, max_new_tokens=2)

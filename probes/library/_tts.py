@@ -118,7 +118,8 @@ def check_decodable(model: "Adapter", strategy: str) -> None:
 class Decoder:
     """Token-by-token decoding of one example's answer through the adapter's public contract."""
 
-    def __init__(self, model: "Adapter", ex: "Example", budget: Budget, *, closed: bool = False):
+    def __init__(self, model: "Adapter", ex: "Example", budget: Budget, *, closed: bool = False,
+                 kv_cache: bool = False):
         import torch
 
         if ex.edits:
@@ -138,6 +139,10 @@ class Decoder:
             stop.add(int(tok.eos_token_id))
         self.stop = stop
         self.trie = LabelTrie.of(model, stop) if closed else None
+        if kv_cache and not (callable(getattr(model, "_decode", None)) and callable(getattr(model, "unembed", None))):
+            raise ValueError(f"{model.name}: kv_cache=true needs the ALM adapters' cached decoder (_decode, unembed); "
+                             "drop kv_cache for this model")
+        self.kv_cache = kv_cache
 
     def _mask(self, logp: "torch.Tensor", seqs: Sequence[Sequence[int]]) -> "torch.Tensor":
         """``logp`` with every token that continues no label set to -inf (closed decoding only)."""
@@ -185,11 +190,15 @@ class Decoder:
         lp = [0.0] * n
         done = [False] * n
         scored = [0] * n
+        cached = _Cached(self, n) if self.kv_cache else None
         for _ in range(max_new_tokens):
             live = [i for i in range(n) if not done[i]]
             if not live:
                 break
-            logp = self.logprobs([toks[i] for i in live])      # [live, vocab]
+            if cached is not None:
+                logp = cached.step(live, toks)                  # [live, vocab]
+            else:
+                logp = self.logprobs([toks[i] for i in live])  # [live, vocab]
             choose = self._mask(logp, [toks[i] for i in live])  # closed: only label continuations
             if temperature <= 0:
                 nxt = choose.argmax(-1)
@@ -217,6 +226,9 @@ class Decoder:
         per token), best first. Width 1 is greedy decoding."""
         if width < 1:
             raise ValueError(f"beam width {width}: at least 1")
+        if self.kv_cache:
+            raise NotImplementedError("kv_cache applies to sampling (self-consistency, best-of-n, cot); beam search "
+                                      "decodes uncached (the cache would need reordering by beam parents)")
 
         def key(b):
             s, n = b[1], b[2]
@@ -243,6 +255,47 @@ class Decoder:
             beams = pool[:width]
         beams.sort(key=key, reverse=True)
         return [self.candidate(t, s, n, st, reasoning=reasoning) for t, s, n, st in beams]
+
+
+class _Cached:
+    """Sampling with the decoder's KV cache: one pass over the prompt (shared by the ``n`` samples),
+    then one pass per step over the new token of each live sample. Same budget accounting as the
+    uncached path (one forward pass per step; rows = the rows of each call: 1 for the prompt)."""
+
+    def __init__(self, dec: Decoder, n: int):
+        self.dec, self.n = dec, n
+        self.cache = None
+        self.rows: list[int] = []       # sample index of each row in the cache
+
+    def step(self, live: list[int], toks: list[list[int]]) -> "torch.Tensor":
+        import torch
+
+        from probes.models.alm.engine import positions
+
+        dec, model = self.dec, self.dec.model
+        L = dec.prefix.shape[0]
+        with torch.no_grad():
+            if self.cache is None:
+                mask = torch.ones(1, L, dtype=torch.long)
+                h, cache = model._decode(dec.prefix[None], mask, positions(mask), use_cache=True)
+                cache.batch_repeat_interleave(self.n)
+                self.cache, self.rows = cache, list(range(self.n))
+                dec.budget.forward_passes += 1
+                dec.budget.sequences_forwarded += 1
+                return torch.log_softmax(model.unembed(h[:, -1]).float(), -1).expand(len(live), -1)
+            if live != self.rows:       # drop the samples that stopped
+                keep = [self.rows.index(i) for i in live]
+                self.cache.batch_select_indices(torch.tensor(keep, device=dec.prefix.device))
+                self.rows = list(live)
+            t = len(toks[live[0]])      # every live sample has generated as many tokens
+            new = torch.tensor([[toks[i][-1]] for i in live], dtype=torch.long, device=dec.prefix.device)
+            emb = dec.embed(new).to(dec.prefix.dtype)
+            mask = torch.ones(len(live), L + t, dtype=torch.long)
+            pos = torch.full((len(live), 1), L + t - 1, dtype=torch.long)
+            h, self.cache = model._decode(emb, mask, pos, cache=self.cache, use_cache=True)
+            dec.budget.forward_passes += 1
+            dec.budget.sequences_forwarded += len(live)
+            return torch.log_softmax(model.unembed(h[:, -1]).float(), -1)
 
 
 class LabelTrie:
@@ -358,6 +411,7 @@ class TTSProbe(Conditions, PredictionProbe):
     max_new_tokens: int = field(default=12, metadata={"help": "tokens generated per answer at most", "validate": lambda v: _positive("max_new_tokens")(v)})
     keep_candidates: bool = field(default=True, metadata={"help": "write every candidate's text, label and log-likelihood into the row"})
     closed: bool = field(default=False, metadata={"help": "closed decoding: only tokens that spell a label word are sampled (every answer is valid; log-likelihoods stay the model's own)"})
+    kv_cache: bool = field(default=False, metadata={"help": "sample with the decoder's KV cache (one pass over the prompt, then one token per step; ALM adapters; not tts-beam)"})
 
     def decide(self, model: "Adapter", ex: "Example", dec: Decoder, gen: "torch.Generator", ctx) -> tuple["Prediction", list[Candidate], dict]:
         raise NotImplementedError
@@ -370,12 +424,15 @@ class TTSProbe(Conditions, PredictionProbe):
         if self.closed and (self.reasoning or self.template.startswith("reason")):
             raise ValueError(f"{self.name}: closed=true decodes label words only, so there is no room for reasoning; "
                              "drop closed or use a template without reasoning")
+        if self.kv_cache and self.strategy == "beam":
+            raise NotImplementedError("tts-beam: kv_cache applies to sampling (self-consistency, best-of-n, cot); beam "
+                                      "search decodes uncached (the cache would need reordering by beam parents)")
         for it in items:
             try:
                 ex = self.make_example(model, data, it, ctx)
                 budget = Budget()
                 t0 = time.perf_counter()
-                dec = Decoder(model, ex, budget, closed=self.closed)
+                dec = Decoder(model, ex, budget, closed=self.closed, kv_cache=self.kv_cache)
                 gen = seeded_generator(ctx.seed, it.utt_id, it.condition, *it.key)
                 pred, cands, extra = self.decide(model, ex, dec, gen, ctx)
                 budget.wall_s = time.perf_counter() - t0
