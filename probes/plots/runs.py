@@ -217,8 +217,11 @@ def patching_set(run: RunTables) -> Iterator[Figure]:
 def depth_set(run: RunTables) -> Iterator[Figure]:
     """Any ``layer, metric, value`` rows (logit lens): each metric over depth."""
     if run.column("layer") and {"metric", "value"} <= set(run.rows.columns):
+        m = run.manifest.get("model")
+        readout = m.get("label_readout") if isinstance(m, dict) else None  # how the run read a label (ALMs)
         yield Figure("depth", "Each metric of the run over depth, mean with 95% band; voice/text pairs share a panel "
-                     "(on conflict items when the rows say which).", depth_lines, (run.rows,), {"title": run.who})
+                     "(on conflict items when the rows say which)." + (f" Labels read as: {readout}." if readout else ""),
+                     depth_lines, (run.rows,), {"title": run.who})
 
 
 def probe_curves_set(run: RunTables) -> Iterator[Figure]:
