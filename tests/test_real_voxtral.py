@@ -114,3 +114,35 @@ def test_spans_land_on_the_right_ids(adapter, case):
     got = adapter.tokenizer.decode(row[sp[name]].tolist())
     assert case[name] in got and len(got) - len(case[name]) <= 4, got
     assert row[sp["answer"]].tolist() == [4]                     # the answer row is [/INST]
+
+
+def test_batch_invariance_with_the_real_vocabulary(tekken_v7, monkeypatch):
+    """Voxtral's tiny instance rebuilt on the 131,072-id Tekken (as tests/test_real_batch.py does for the
+    Qwen families): batch of 8 with mixed audio lengths and transcripts = batch size 1 per example, and a
+    reordered batch gives each row its numbers (1e-4 on log-probabilities)."""
+    import torch
+    from transformers.integrations.mistral.tokenizer import convert_tekken_tokenizer
+
+    import probes.models._tiny as tiny
+    from probes.adapter import Example
+    from probes.registry import MODELS
+
+    real = convert_tekken_tokenizer(tekken_v7)
+    monkeypatch.setattr(tiny, "tiny_tokenizer", lambda *a, **k: real)
+    cls = MODELS["voxtral"]
+    model, tok, fe = cls.build_tiny()
+    assert tok is real and model.get_input_embeddings().weight.shape[0] == len(real) == 131072
+    a = cls(model, tok, fe, weights="random", source="tiny+tekken-v7")
+    assert a.audio_token_id == 24 and [len(t) for t in a.label_tokens()] != [1] * 7   # real Tekken label pieces
+    seconds = (0.4, 1.9, 0.7, 1.3, 1.0, 1.6, 0.55, 1.15)
+    ex = [Example(utt_id=f"u{i}", row={}, audio=tone(120.0 + 35 * i, s), template="with-transcript",
+                  transcript=("I cannot believe you did that to me again." if i % 2 else "Fine, thanks."))
+          for i, s in enumerate(seconds)]
+    batched = a.label_logprobs(ex)
+    single = torch.cat([a.label_logprobs([e]) for e in ex])
+    diff = float((batched - single).abs().max())
+    print(f"\nvoxtral: max |batch 8 - batch 1| = {diff:.2e}; label tokens {[len(t) for t in a.label_tokens()]}")
+    assert diff < 1e-4
+    perm = [3, 0, 7, 5, 1, 6, 2, 4]
+    assert float((a.label_logprobs([ex[i] for i in perm]) - batched[perm]).abs().max()) < 1e-4
+    assert float((batched[0] - batched[1]).abs().max()) > 1e-6
