@@ -25,8 +25,11 @@ text spans of the same sentence have equal length; a text span that differs is a
 What is patched is therefore "the source's voice, stretched to the target's duration": a pair of
 very different durations also differs in tempo.
 
-Measured per (layer, span), with ``lab`` = the source's voice label, ``p_t`` / ``p_s`` the clean
-target / source distributions and ``p`` the patched one:
+Label distributions are the model's closed-set ones: on the ALMs each label's whole token string
+is scored on the patched prompt (``fear`` = ``f`` + ``ear`` under the real Qwen vocabulary; sum or
+mean of its token log-probabilities as the run's ``--length-norm`` says), so ``p_t`` / ``p_s``
+equal what ``predict`` gives. Measured per (layer, span), with ``lab`` = the source's voice label,
+``p_t`` / ``p_s`` the clean target / source distributions and ``p`` the patched one:
 - ``shift`` = p[lab] - p_t[lab] (probability moved toward the source's voice label);
 - ``shift_norm`` = shift / (p_s[lab] - p_t[lab]): 0 = no effect, 1 = as far as the source itself
   (left empty when the denominator is below ``eps``: the clean runs already agree);

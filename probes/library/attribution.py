@@ -1,9 +1,11 @@
 """``attribution``: how much of the answer comes from the audio, how much from the text?
 
-What it measures, per utterance, for the log-probability of one label (``target``: the
-model's own answer by default, or the voice's / the words' label):
+What it measures, per utterance, for the log-probability of one label in the model's closed-set
+distribution (ALMs: each label's whole token string scored; ``target``: the model's own answer
+by default, or the voice's / the words' label):
 - ``ig``: integrated gradients (Sundararajan et al. 2017, captum) at the model's input
-  embeddings (ALMs: after the audio projector is merged in; FAS: its two feature streams),
+  embeddings (ALMs: after the audio projector is merged in; FAS: its two feature streams; the
+  audio classifier: its encoder input frames, spans = 0.5 s stretches ``audio:START-END``),
   from the adapter's baseline (zeros) to the input. Attributions sum to f(input) -
   f(baseline) (completeness); ``ig_delta`` in every row is how far captum's numerical
   integral is from that, and a large one means more ``n_steps``.
