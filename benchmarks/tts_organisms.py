@@ -216,6 +216,8 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", default="", help="comma-separated config names to run (default: all of CONFIGS)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--kv-cache", action="store_true", help="sample with the KV cache (kv_cache=true: the same tokens "
+                                                          "as without, faster; beams stay uncached)")
     ap.add_argument("--doc", action="store_true", help="write the table into docs/tts.md")
     ap.add_argument("--table-only", action="store_true", help="only print (and with --doc write) the table from results.json")
     a = ap.parse_args(argv)
@@ -239,6 +241,8 @@ def main(argv=None) -> int:
             for name, probe, sets in wanted:
                 t0 = time.perf_counter()
                 slug = name.replace(" ", "_").replace(",", "").replace("=", "").replace("(", "").replace(")", "")
+                if a.kv_cache and probe in ("tts-self-consistency", "tts-best-of-n"):
+                    sets = (*sets, "kv_cache=true")
                 rc = run_one(org, probe, sets, conflict, out / sha / org / slug / "conflict", a.seed)
                 ra = run_one(org, probe, sets, amb, out / sha / org / slug / "ambiguous", a.seed)
                 sc, ft, bc = per_item(rc, "conflict")
