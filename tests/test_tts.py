@@ -191,6 +191,18 @@ def test_budget_table_and_plot(tiny_manifest, tmp_path):
     assert t["tokens_generated"].iloc[1] > t["tokens_generated"].iloc[0]   # wider beams spend more
     ax = _tts.plot_budget(runs, metric="invalid_share")
     assert "RANDOM" in ax.get_title() and len(ax.lines) == 1
+    assert set(t["model"]) == {"qwen2-audio"}
+    # runs of two models (e.g. two organisms): one line per model and strategy
+    import shutil
+
+    other = tmp_path / "beam1-organism"
+    shutil.copytree(runs[0], other)
+    man = json.loads((other / "manifest.json").read_text())
+    man["model"] = {**man["model"], "organism": {"name": "voice-reliant"}}
+    (other / "manifest.json").write_text(json.dumps(man))
+    assert set(_tts.budget_table([*runs, other])["model"]) == {"qwen2-audio", "qwen2-audio/voice-reliant"}
+    ax = _tts.plot_budget([*runs, other], metric="invalid_share")
+    assert sorted(line.get_label() for line in ax.lines) == ["qwen2-audio/voice-reliant: beam", "qwen2-audio: beam"]
     with pytest.raises(KeyError, match="metric"):
         _tts.plot_budget(runs, metric="nope")
 

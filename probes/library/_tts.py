@@ -482,11 +482,14 @@ def budget_table(run_dirs: Sequence[str | Path]) -> "Any":
         m = json.loads((d / "metrics.json").read_text())
         man = json.loads((d / "manifest.json").read_text())
         strategy = m.get("strategy") or man.get("probe", "?")
+        info = man.get("model") if isinstance(man.get("model"), dict) else {"name": man.get("model")}
+        org = info.get("organism") if isinstance(info.get("organism"), dict) else None
+        model = str(info.get("name")) + (f"/{org['name']}" if org and org.get("name") else "")
         for cond, sc in (m.get("conditions") or {}).items():
             b = (m.get("budget") or {}).get(cond, {})
             soft = (m.get("soft") or {}).get(cond, {})
             n = sc.get("n") or 0
-            recs.append({"run": str(d), "strategy": strategy, "condition": cond, "weights": man.get("weights"),
+            recs.append({"run": str(d), "strategy": strategy, "model": model, "condition": cond, "weights": man.get("weights"),
                          **{k: b.get(k) for k in ("n", "beam_width", "max_new_tokens", *BUDGET_KEYS)},
                          "accuracy": sc.get("accuracy"), "uar": sc.get("uar"),
                          "invalid_share": (sc.get("invalid") or 0) / n if n else None,
@@ -499,7 +502,8 @@ def budget_table(run_dirs: Sequence[str | Path]) -> "Any":
 def plot_budget(run_dirs: Sequence[str | Path], *, metric: str = "accuracy", x: str = "tokens_generated",
                 condition: str = "none", ax=None, title: str | None = None):
     """A metric against compute (``x``: tokens_generated, forward_passes, wall_s, n ...), one line
-    per strategy, from tts-* run folders. Runs with random weights are said so in the title."""
+    per strategy (per model and strategy when the runs come from several models, e.g. organisms),
+    from tts-* run folders. Runs with random weights are said so in the title."""
     import matplotlib.pyplot as plt
 
     t = budget_table(run_dirs)
@@ -510,9 +514,10 @@ def plot_budget(run_dirs: Sequence[str | Path], *, metric: str = "accuracy", x: 
     t = t[t["condition"] == condition]
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))
-    for s, g in t.groupby("strategy"):
+    by = ["model", "strategy"] if t["model"].nunique() > 1 else ["strategy"]
+    for key, g in t.groupby(by):
         g = g.sort_values(x)
-        ax.plot(g[x], g[metric], marker="o", label=s)
+        ax.plot(g[x], g[metric], marker="o", label=": ".join(map(str, key)) if len(by) > 1 else str(key[0]))
     ax.set_xlabel(x.replace("_", " ") + " per utterance")
     ax.set_ylabel(metric.replace("_", " "))
     random = (t["weights"] == "random").any()
