@@ -316,7 +316,8 @@ class Instruments:
 
     def inside_read(self, examples: Sequence[Example], *, attention: bool = False, pools: Sequence[str] = (),
                     lens: bool = False) -> list[Readout]:
-        """One encode and one forward for everything asked (final logits, attention, pools, lens)."""
+        """One encode and one forward for everything asked (final label scores, attention, pools, lens),
+        plus one short pass over the multi-token labels' continuations (whole-string scores)."""
         self._check_label_strings()
         batch = self.encode(examples)
         spans = [self._inside_spans(sp) for sp in batch.spans]
