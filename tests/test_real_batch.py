@@ -8,7 +8,9 @@ prompts are the real ones (with-transcript: long text, real BPE), and the audio 
 (0.4-1.9 s), so both the audio and the text are padded differently per row.
 
 Tolerance: 1e-4 absolute on log-probabilities (float32; measured differences are ~1e-6).
-Voxtral is not covered: its real tokenizer (Tekken v7 with audio tokens) is not available offline.
+Voxtral is covered in tests/test_real_voxtral.py (a v7 Tekken built offline from mistral-common's
+bundled vocabulary plus Voxtral's published audio specials); Granite Speech and Phi-4-multimodal
+in tests/test_alm_families_new.py.
 """
 
 from __future__ import annotations
