@@ -9,7 +9,17 @@ per utterance, z-normalises them per speaker, and fits a logistic regression:
 - text emotion from the same acoustic features, train -> test (a control: should be near chance,
   1/7 with 7 classes; well above it would mean the prosody leaks the words).
 
-Usage: .venv/bin/python benchmarks/synth_separability.py [--data DIR] [--seed N] [--n N]
+With ``--fusion`` it also asks the question the corpus's voice reliability was chosen by, on the
+non-test items only (train + dev; the test split is never read): cross-validation over 4 speaker
+folds x 3 sentence folds, every item predicted by models trained on the congruent items of the
+*other* speakers and the *other* sentences, logistic regression on (a) the eGeMAPS functionals,
+(b) mean-pooled MiniLM of the true text, (c) both concatenated; it reports the voice's and the
+words' accuracy on congruent items and how often (c) follows the words on emotional-conflict
+items (emotional words, another emotional voice). ``--jitter``, ``--mild-share`` and
+``--mild-intensity`` override the constants of ``probes/data/synth/voices.py`` for the build.
+
+Usage: .venv/bin/python benchmarks/synth_separability.py [--data DIR] [--seed N] [--n N] [--fusion]
+  [--jitter J] [--mild-share S] [--mild-intensity K]
 (without --data it builds the default corpus into a temporary folder). Numbers go into
 docs/synthetic-corpus.md.
 """
@@ -54,12 +64,75 @@ def fit_predict(xtr, ytr, xte):
     return clf.fit(xtr, ytr).predict(xte)
 
 
+def minilm_means(texts: list[str]) -> np.ndarray:
+    """Mean-pooled MiniLM (the packaged all-MiniLM-L6-v2) of each distinct text."""
+    import torch
+
+    from fas.features import _minilm
+
+    torch.set_num_threads(1)
+    tok, model = _minilm(None)
+    cache: dict[str, np.ndarray] = {}
+    for t in texts:
+        if t not in cache:
+            with torch.no_grad():
+                cache[t] = model(**tok(t, return_tensors="pt")).last_hidden_state[0].mean(0).numpy()
+    return np.stack([cache[t] for t in texts])  # [utt, 384]
+
+
+def fusion_cv(x: np.ndarray, df, seed: int) -> dict[str, float]:
+    """Cross-validated voice / words / fusion on the non-test items (see the module docstring)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from probes.data.synth.design import unit
+
+    keep = (df["split"] != "test").to_numpy()
+    x, d = x[keep], df[keep].reset_index(drop=True)
+    s = minilm_means(list(d["text"]))
+    ya, ys = d["acoustic_label"].to_numpy(), d["semantic_label"].to_numpy()
+    cong = ya == ys
+    spk_f = {k: i % 4 for i, k in enumerate(sorted(set(d["speaker"]), key=lambda k: unit(seed, "cv-speaker", k)))}
+    sen_f = {k: i % 3 for i, k in enumerate(sorted(set(d["sentence_id"]), key=lambda k: unit(seed, "cv-sentence", k)))}
+    fa, fb = d["speaker"].map(spk_f).to_numpy(), d["sentence_id"].map(sen_f).to_numpy()
+    feats = {"voice": x, "words": s, "both": np.hstack([x, s])}
+    pred = {k: np.empty(len(d), dtype=object) for k in feats}
+    for a in range(4):
+        for b in range(3):
+            te, tr = (fa == a) & (fb == b), (fa != a) & (fb != b) & cong
+            if not te.any():
+                continue
+            for k, f in feats.items():
+                sc = StandardScaler().fit(f[tr])
+                clf = LogisticRegression(max_iter=3000).fit(sc.transform(f[tr]), ya[tr])
+                pred[k][te] = clf.predict(sc.transform(f[te]))
+    emo = ~cong & (ys != "neutral") & (ya != "neutral")
+    return {
+        "voice (eGeMAPS) accuracy, congruent items": float((pred["voice"] == ya)[cong].mean()),
+        "words (MiniLM) accuracy, congruent items": float((pred["words"] == ya)[cong].mean()),
+        "both: accuracy, congruent items": float((pred["both"] == ya)[cong].mean()),
+        f"both: follows-voice, emotional-conflict items (n={int(emo.sum())})": float((pred["both"] == ya)[emo].mean()),
+        f"both: follows-text, emotional-conflict items (n={int(emo.sum())})": float((pred["both"] == ys)[emo].mean()),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="corpus folder (built with `probe data synth`); default: build one now")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n", type=int, default=None)
+    ap.add_argument("--fusion", action="store_true", help="also the cross-validated voice / words / fusion check (non-test items)")
+    ap.add_argument("--jitter", type=float, default=None, help="override voices.JITTER for the build")
+    ap.add_argument("--mild-share", type=float, default=None, help="override voices.MILD_SHARE for the build")
+    ap.add_argument("--mild-intensity", type=float, default=None, help="override voices.MILD_INTENSITY for the build")
     args = ap.parse_args(argv)
+    from probes.data.synth import voices
+
+    for name, v in (("JITTER", args.jitter), ("MILD_SHARE", args.mild_share), ("MILD_INTENSITY", args.mild_intensity)):
+        if v is not None:
+            if args.data:
+                ap.error(f"--{name.lower().replace('_', '-')} changes the build; it cannot apply to --data {args.data}")
+            setattr(voices, name, v)
 
     from probes.data.manifest import Manifest
 
@@ -97,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             pred4[tem] = fit_predict(x[trm], ya[trm], x[tem])
     res["voice UAR, leave-one-speaker-out, 4 main classes"] = uar(ya[main4], pred4[main4])
     res[f"text UAR from eGeMAPS, train->test (control; chance {1 / len(set(ys)):.3f})"] = uar(ys[te], fit_predict(x[tr], ys[tr], x[te]))
+
+    if args.fusion:
+        res.update(fusion_cv(x, df, args.seed))
 
     from sklearn.metrics import confusion_matrix, recall_score
 
