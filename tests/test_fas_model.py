@@ -114,3 +114,17 @@ def test_config_round_trips_through_json():
 
     cfg = arm_config("fas-gated", d_aco=25, d_sem=384, labels=("happy", "sad"))
     assert FASConfig.from_dict(json.loads(cfg.to_json())) == cfg
+
+
+def test_pooled_equals_the_mean_of_the_projected_patches():
+    """The pooled arms project the mean of the patches (fast); it must equal the mean of the
+    projected patches, the paper's order, for ragged lengths too."""
+    from fas.model import lengths_mask, masked_mean
+
+    torch.manual_seed(0)
+    m = FAS(FASConfig(d_aco=6, d_sem=10, d=16, labels=("a", "b", "c"), fusion="concat"))
+    aco, sem, la, ls = _inputs()
+    for x, n, which in ((aco, la, "aco"), (sem, ls, "sem")):
+        f, k = m.stream(x, n, which)
+        slow = masked_mean(f, lengths_mask(k, f.shape[1]))
+        assert torch.allclose(m.pooled(x, n, which), slow, atol=1e-5)
