@@ -263,6 +263,15 @@ GRANITE_SPECIALS: dict[int, str] = {
     49158: "<|end_of_plugin|>", 49159: "<|audio|>"}
 
 
+# Gemma 4 (gemma-4-E2B-it / E4B-it): the 262,144-entry SentencePiece vocabulary is NOT available offline either
+# (configs/gemma-4.json); the specials below sit at their published ids (families2 helper).
+GEMMA4_SPECIALS: dict[int, str] = {
+    0: "<pad>", 1: "<eos>", 2: "<bos>", 3: "<unk>", 4: "<mask>", 46: "<|tool>", 47: "<tool|>", 48: "<|tool_call>",
+    49: "<tool_call|>", 50: "<|tool_response>", 51: "<tool_response|>", 52: '<|"|>', 98: "<|think|>", 100: "<|channel>",
+    101: "<channel|>", 105: "<|turn>", 106: "<turn|>", 255999: "<|image>", 256000: "<|audio>", 258880: "<|image|>",
+    258881: "<|audio|>", 258882: "<image|>", 258883: "<audio|>", 258884: "<|video|>"}
+
+
 @functools.lru_cache(maxsize=None)
 def offline_tokenizer(family: str):
     """A byte-level BPE trained offline on the project's prompt sentences, with ``family``'s REAL special
@@ -279,7 +288,8 @@ def offline_tokenizer(family: str):
 
     from probes.models._tiny import _CORPUS
 
-    tables = {"granite-speech": (GRANITE_SPECIALS, "<|end_of_text|>", "<|end_of_text|>")}
+    tables = {"granite-speech": (GRANITE_SPECIALS, "<|end_of_text|>", "<|end_of_text|>"),
+              "gemma-4": (GEMMA4_SPECIALS, "<eos>", "<pad>")}
     if family not in tables:
         raise ValueError(f"no offline tokenizer for {family!r}; known: {', '.join(sorted(tables))}")
     specials, eos, pad = tables[family]
@@ -323,7 +333,8 @@ def render_template(family: str, user_text: str, n_audio: int, tokenizer, system
                                                         bos_token=cfg.get("bos_token", ""))
     if text.count(ph) != 1:
         raise AssertionError(f"{family}: the template rendered {text.count(ph)} audio placeholders")
-    text = text.replace(ph, cfg.get("audio_expanded", ph) * n_audio)
+    pre, post = cfg.get("audio_wrap", ("", ""))   # Gemma 4's processor adds begin / end-of-audio around the run
+    text = text.replace(ph, pre + cfg.get("audio_expanded", ph) * n_audio + post)
     return text, tokenizer(text, add_special_tokens=False)["input_ids"]
 
 

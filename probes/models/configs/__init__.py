@@ -15,7 +15,8 @@ BUILDABLE = {"qwen2-audio": ("Qwen2AudioConfig", "Qwen2AudioForConditionalGenera
              "qwen2.5-omni": ("Qwen2_5OmniThinkerConfig", "Qwen2_5OmniThinkerForConditionalGeneration"),
              "qwen3-omni": ("Qwen3OmniMoeThinkerConfig", "Qwen3OmniMoeThinkerForConditionalGeneration"),
              "granite-speech": ("GraniteSpeechConfig", "GraniteSpeechForConditionalGeneration"),
-             "phi-4-multimodal": ("Phi4MultimodalConfig", "Phi4MultimodalForCausalLM")}
+             "phi-4-multimodal": ("Phi4MultimodalConfig", "Phi4MultimodalForCausalLM"),
+             "gemma-4": ("Gemma4Config", "Gemma4ForConditionalGeneration")}
 
 
 def meta_config(family: str):
