@@ -103,7 +103,13 @@ def check_prompt_equality(model, ex, args):
         text = tok.apply_chat_template(msgs, chat_template=tpl, tokenize=False, add_generation_prompt=True)
         if text.count(model.audio_token) != 1:
             return False, f"the template rendered {text.count(model.audio_token)} audio placeholders"
-        text = text.replace(model.audio_token, model.audio_token * n)
+        try:  # Gemma 4's processor also writes begin / end-of-audio around the run (configs: audio_wrap)
+            from probes.models.tokenizers import real_config
+
+            pre, post = real_config(model.name).get("audio_wrap", ("", ""))
+        except ValueError:
+            pre, post = "", ""
+        text = text.replace(model.audio_token, pre + model.audio_token * n + post)
         want = tok(text, add_special_tokens=False)["input_ids"]
         if built != want:
             bad += 1

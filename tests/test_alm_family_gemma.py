@@ -222,3 +222,37 @@ def test_gemma_batch_invariance_mixed_lengths(gemma_real_ids):
     perm = [3, 0, 7, 1, 6, 2, 5, 4]
     assert float((a.label_logprobs([ex[i] for i in perm]) - batched[perm]).abs().max()) < TOL
     assert float((batched[0] - batched[1]).abs().max()) > 1e-6
+
+
+def test_gemma_memory_figures_count_only_the_layers_that_store_keys_and_values():
+    """Hand arithmetic from the published E2B shapes: 15 of 35 layers store K / V (layers 0-14: 12 sliding
+    with 1 KV head x 256, 3 full with 1 x 512); 25 audio tokens per second, bf16."""
+    from probes.models.configs import memory_table, meta_instance
+
+    model = meta_instance("gemma-4")[0]
+    m = memory_table("gemma-4", model)
+    assert m["kv_per_audio_second_mb"] == pytest.approx(25 * 2 * (12 * 256 + 3 * 512) * 2 / 1e6)
+    assert m["audio_tokens_per_second"] == 25 and m["seq_for_row"] == 750 + 60
+
+
+def test_real_model_check_wraps_the_audio_run(tmp_path, capsys, monkeypatch):
+    """The GPU-day script compares the adapter's prompt with the template: for Gemma 4 the processor writes
+    <|audio> ... <audio|> around the placeholders (configs: audio_wrap), which the check did not add, so it
+    reported a difference although the adapter's prompt is right."""
+    import importlib.util
+    from pathlib import Path
+
+    from tests.fixtures.interventions import make_cue_manifest
+
+    monkeypatch.setenv("DISSONANCE_CACHE", str(tmp_path / "cache"))
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_model_check.py"
+    spec = importlib.util.spec_from_file_location("real_model_check_gemma", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    manifest = make_cue_manifest(tmp_path / "data")
+    rc = mod.main(["--model", "gemma-4", "--tiny", "--manifest", str(manifest), "--n", "3", "--min-agreement", "0",
+                   "--skip", "token-shuffle,batch-invariance,closed-vs-generated"])
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.strip().startswith("prompt-equality"))
+    assert " PASS " in line, line
+    assert rc == 0

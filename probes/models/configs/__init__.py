@@ -46,6 +46,25 @@ def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _kv_widths(t) -> list[int]:
+    """KV heads x head dim of every decoder layer that stores keys / values. Uniform decoders: the same
+    width ``num_hidden_layers`` times. Gemma 4 (families2 helper): head dims differ per layer
+    (``per_layer_config``) and its KV-shared layers store none (``kv_sharing_modes`` 'reuse')."""
+    n = t.num_hidden_layers
+    modes = getattr(t, "kv_sharing_modes", None) or [None] * n
+    per = getattr(t, "per_layer_config", None)
+    out = []
+    for i in range(n):
+        if modes[i] == "reuse":
+            continue
+        c = per[i] if per is not None else t
+        heads = c.num_attention_heads
+        kv = getattr(c, "num_key_value_heads", None) or heads
+        hd = getattr(c, "head_dim", None) or c.hidden_size // heads
+        out.append(kv * hd)
+    return out
+
+
 def memory_table(family: str, model=None, *, seconds: float = 30.0, prompt_tokens: int = 60, bytes_per: int = 2) -> dict:
     """Memory figures from the real-size config (bf16 by default).
 
@@ -59,12 +78,10 @@ def memory_table(family: str, model=None, *, seconds: float = 30.0, prompt_token
         cfg, rec = meta_config(family)
     t = getattr(cfg, "text_config", None) or cfg   # Phi-4-multimodal's decoder config is the top level
     heads = t.num_attention_heads
-    kv = getattr(t, "num_key_value_heads", None) or heads
-    hd = getattr(t, "head_dim", None) or t.hidden_size // heads
     rate = rec["audio_tokens_per_second"]
     seq = int(rate * seconds) + prompt_tokens
     p = n_params(model)
     return {"family": family, "params": p, "weights_gb": p * bytes_per / 1e9,
             "audio_tokens_per_second": rate,
-            "kv_per_audio_second_mb": rate * t.num_hidden_layers * 2 * kv * hd * bytes_per / 1e6,
+            "kv_per_audio_second_mb": rate * 2 * sum(_kv_widths(t)) * bytes_per / 1e6,
             "attn_answer_row_kb_per_layer": heads * seq * bytes_per / 1e3, "seq_for_row": seq}
