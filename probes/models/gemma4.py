@@ -35,7 +35,11 @@ Footguns met: the feature extractor cuts clips at 30 s (480,000 samples); a batc
 padded to its longest, so the adapter encodes one clip at a time; the audio tower's first linear
 assumes 128 mel bins (``subsampling_conv_channels[0] // 4`` frequency rows); the final logits are
 soft-capped (``tanh(x / 30) * 30``), which ``unembed`` applies too; 20 (E2B) / 18 (E4B) of the last
-layers reuse the keys and values of earlier layers.
+layers reuse the keys and values of earlier layers, so an edit of the residual in those layers never
+changes what other positions attend to (patching curves flatten there for a structural reason);
+transformers' sliding-window cache and masks count the window in cache slots, which the shared-prefix
+scorer's inner padding breaks, so ``_decode`` masks by position over an uncropped cache; the audio tower
+has no SDPA path, so eager attention is switched in the decoder only.
 """
 
 from __future__ import annotations
