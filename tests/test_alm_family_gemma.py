@@ -256,3 +256,20 @@ def test_real_model_check_wraps_the_audio_run(tmp_path, capsys, monkeypatch):
     line = next(l for l in out.splitlines() if l.strip().startswith("prompt-equality"))
     assert " PASS " in line, line
     assert rc == 0
+
+
+def test_gemma_forward_kwargs_run_the_models_own_forward():
+    """``forward_kwargs`` (plain calls, benchmarks/alm_conditions.py) carry the per-layer inputs: without
+    them the model tries to invert the embeddings and fails on the audio rows."""
+    from probes.models.gemma4 import Gemma4
+
+    a = Gemma4.tiny()
+    ex = alm_examples(2, seconds=(1.0, 0.75))
+    b = a.encode(ex)
+    with torch.no_grad():
+        logits = a.model(**a.forward_kwargs(b)).logits
+    got = logits[torch.arange(2), b.answer]
+    assert torch.allclose(got, a.answer_logits(ex), atol=1e-4), (got - a.answer_logits(ex)).abs().max()
+    with pytest.raises(RuntimeError, match="inputs_embeds"):
+        with torch.no_grad():
+            a.model(inputs_embeds=b.embeds, attention_mask=b.mask)

@@ -258,6 +258,15 @@ class Gemma4(ALMAdapter):
 
         return {"full_attention": additive(causal), "sliding_attention": additive(sliding)}
 
+    def forward_kwargs(self, batch) -> dict:
+        """Keyword arguments of the model's own forward for a Batch, with the per-layer inputs its own
+        forward cannot recover from embeddings that carry audio rows."""
+        kw = super().forward_kwargs(batch)
+        lm = self.module("decoder")
+        if lm.hidden_size_per_layer_input:
+            kw["per_layer_inputs"] = lm.get_per_layer_inputs(self.token_ids_of(batch.embeds).to(self.device))
+        return kw
+
     def eager_attention(self):
         """Eager attention in the decoder only: the audio tower has no SDPA path, so switching the whole
         model back to SDPA afterwards (the shared helper) would fail."""
