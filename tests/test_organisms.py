@@ -73,12 +73,14 @@ def test_unknown_organism_or_family_is_one_clear_error():
 def test_text_reliant_follows_the_words_voice_reliant_the_voice(orgs, items):
     conf, wavs = items
     assert len(conf) >= 20
-    ft = {n: float(np.mean(_preds(a, conf, wavs) == conf["semantic_label"].to_numpy())) for n, a in orgs.items()}
-    fv = {n: float(np.mean(_preds(a, conf, wavs) == conf["acoustic_label"].to_numpy())) for n, a in orgs.items()}
-    # measured 0.41 vs 0.03 on this sample (mixed splits); on held-out sentences only 0.20 vs 0.02, short of
-    # the issue's 0.4 bar (docs/organisms.md): this is a regression check on the committed weights
-    assert ft[TEXT_ORG] - ft[VOICE_ORG] >= 0.25, ft
-    assert fv[VOICE_ORG] - fv[TEXT_ORG] >= 0.1, fv
+    preds = {n: _preds(a, conf, wavs) for n, a in orgs.items()}
+    ft = {n: float(np.mean(p == conf["semantic_label"].to_numpy())) for n, p in preds.items()}
+    fv = {n: float(np.mean(p == conf["acoustic_label"].to_numpy())) for n, p in preds.items()}
+    print("follows-text", ft, "follows-voice", fv, "n", len(conf))
+    # measured 0.86 vs 0.16 (follows-text) and 0.00 vs 0.49 (follows-voice) on these 37 items (mixed splits);
+    # on held-out speakers and sentences 0.59 vs 0.08 (docs/organisms.md): a regression check on the committed weights
+    assert ft[TEXT_ORG] - ft[VOICE_ORG] >= 0.45, ft
+    assert fv[VOICE_ORG] - fv[TEXT_ORG] >= 0.25, fv
 
 
 def test_transcript_ablation_moves_text_reliant_more(orgs, items):
@@ -87,12 +89,10 @@ def test_transcript_ablation_moves_text_reliant_more(orgs, items):
     for n, a in orgs.items():
         base = _preds(a, conf, wavs)
         changed[n] = float(np.mean(_preds(a, conf, wavs, transcript="") != base))
-    assert changed[TEXT_ORG] - changed[VOICE_ORG] >= 0.3, changed
+    print("transcript dropped: changed", changed)
+    assert changed[TEXT_ORG] - changed[VOICE_ORG] >= 0.35, changed  # measured 0.92 vs 0.32
 
 
-@pytest.mark.xfail(strict=True, reason="known (docs/organisms.md): zeroing the audio span changes both organisms' answers "
-                   "about as often (measured 0.22 text-reliant vs 0.16 voice-reliant here, 0.12 vs 0.27 on held-out items); "
-                   "voice-reliant's dependence on the audio shows under audio swaps (0.57 vs 0.00), not under zeroing")
 def test_audio_ablation_moves_voice_reliant_more(orgs, items):
     from probes.adapter import Edit
 
@@ -102,4 +102,111 @@ def test_audio_ablation_moves_voice_reliant_more(orgs, items):
     for n, a in orgs.items():
         base = _preds(a, conf, wavs)
         changed[n] = float(np.mean(_preds(a, conf, wavs, edits=zero) != base))
-    assert changed[VOICE_ORG] - changed[TEXT_ORG] >= 0.1, changed
+    print("audio zeroed: changed", changed)
+    # measured 0.86 vs 0.14 (the earlier weights did not separate here: 0.16 vs 0.22, a strict xfail then)
+    assert changed[VOICE_ORG] - changed[TEXT_ORG] >= 0.4, changed
+
+
+def test_transcript_meaning_enters_inside_the_model_on_the_transcript_span(orgs):
+    """The MiniLM sentence vector is added by the model's own embed_tokens on exactly the span's tokens."""
+    import torch
+
+    from probes.adapter import Example
+    from probes.models.organisms.model import OrganismEmbedding, minilm_encode
+
+    a = orgs[TEXT_ORG]
+    emb = a.module("decoder").get_input_embeddings()
+    assert isinstance(emb, OrganismEmbedding)
+    text = "I am furious that you lied to my face."
+    ex = Example("u", {"text": text}, audio=np.zeros(16000, np.float32))
+    b = a.encode([ex])
+    ids = b.ids[0, : b.lengths[0]].tolist()
+    pos, got = emb.transcript(ids)
+    assert got == text
+    assert pos == b.spans[0]["transcript"].tolist()
+    with torch.no_grad():
+        plain = torch.nn.functional.embedding(b.ids[0, : b.lengths[0]], emb.weight)
+        full = emb(b.ids[0, : b.lengths[0]])
+        added = emb.sem(minilm_encode([text]))[0]
+    diff = (full - plain).norm(dim=-1)
+    assert torch.allclose(full[pos] - plain[pos], added.expand(len(pos), -1), atol=1e-5)
+    off = [i for i in range(len(ids)) if i not in pos]
+    assert float(diff[off].max()) == 0.0
+    # another transcript, another vector; none, no vector
+    assert emb.transcript(a.encode([ex.with_(transcript="")]).ids[0].tolist()) is None
+
+
+def test_cue_words_are_in_the_vocabulary_and_embedded_without_retraining(orgs):
+    """token-* cue text reaches the organisms as words: its tokens are kept ids, embedded as
+    MiniLM(token text) x the trained token projection (their per-token vectors were never trained)."""
+    import torch
+
+    from probes.models.organisms.model import minilm_encode
+    from probes.models.organisms.train import cue_texts
+
+    a = orgs[VOICE_ORG]
+    tok = a.tokenizer
+    emb = a.module("decoder").get_input_embeddings()
+    cues = next(c for c in cue_texts() if "[energy: " in c and "extremely" in c)
+    ids = tok.encode(cues)
+    assert ids and 0 not in ids, [tok.token_text[i] for i in ids]
+    k = next(i for i in ids if tok.token_text[i].strip() == "energy")
+    with torch.no_grad():
+        want = minilm_encode(["energy"])[0] @ emb.token_proj
+        assert torch.allclose(emb.weight[k], want + emb.resid[k], atol=1e-5)
+        assert float(emb.resid[k].abs().max()) < 1e-6  # never trained: the cue words did not occur in training
+
+
+def test_pair_order_keeps_same_sentence_pairs_for_patching():
+    """The slow probes take the first --limit items: they must hold same-sentence, other-voice pairs
+    (the first 12 of a plain shuffle of the 305 test items held none, so activation patching failed)."""
+    import pandas as pd
+
+    from probes.data.synth.design import full_design
+    from probes.models.organisms.validate import pair_order
+
+    df = pd.DataFrame([{"utt_id": it.utt_id, "sentence_id": it.sentence.sentence_id, "acoustic_label": it.voice_emotion,
+                        "split": it.split} for it in full_design(0)])
+    df = df[df["split"] == "test"].reset_index(drop=True)
+    shuffled = df.sample(frac=1.0, random_state=0).iloc[:12]
+    assert (shuffled.groupby("sentence_id")["acoustic_label"].nunique() < 2).all()  # the old selection: no pair
+    o = pair_order(df, seed=0)
+    assert sorted(o["utt_id"]) == sorted(df["utt_id"])
+    for n in (6, 12, 20):
+        head = o.iloc[:n]
+        assert (head.groupby("sentence_id")["acoustic_label"].nunique() >= 2).any(), head
+    # whole sentence groups: each sentence's items are contiguous
+    runs = (o["sentence_id"] != o["sentence_id"].shift()).sum()
+    assert runs == o["sentence_id"].nunique()
+
+
+def test_demo_step_is_registered_and_takes_test_items_in_sentence_groups(synth_corpus):
+    from probes.data.manifest import Manifest
+    from probes.demo import STEPS
+    from probes.models.organisms.demo import demo_items, organisms_step
+
+    assert organisms_step in STEPS
+    data = Manifest.read(synth_corpus)
+    got = demo_items(data, 8)
+    assert 0 < len(got) <= 8
+    assert set(got.df["split"]) == {"test"}
+    assert len(demo_items(data, 10**6)) == int((data.df["split"] == "test").sum())
+
+
+def test_transcript_swap_moves_text_reliant_to_the_donor_words(orgs, items):
+    """Another item's transcript (another text emotion): text-reliant answers with the donor's words."""
+    conf, wavs = items
+    rng = np.random.default_rng(0)
+    donors = []
+    for lab in conf["semantic_label"]:
+        idx = np.flatnonzero((conf["semantic_label"] != lab).to_numpy())
+        donors.append(int(rng.choice(idx)))
+    dl = conf["semantic_label"].to_numpy()[donors]
+    follows = {}
+    for n, a in orgs.items():
+        from probes.models.organisms.train import examples, predict_labels
+
+        exs = [e.with_(transcript=conf["text"][j]) for e, j in zip(examples(conf, wavs), donors)]
+        follows[n] = float(np.mean(predict_labels(a, exs) == dl))
+    print("transcript swapped: answer = donor's text label", follows)
+    assert follows[TEXT_ORG] - follows[VOICE_ORG] >= 0.3, follows

