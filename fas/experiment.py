@@ -172,6 +172,7 @@ class FASConflict(Probe):
     workers: int = 2                 # feature extraction processes
     query_mixes: str = ""            # mixes for the arms with a query block (FAS: the slow ones); "" = mixes
     query_seeds: int = 0             # seeds for those arms; 0 = seeds
+    single_mixes: str = ""           # mixes for the one-stream baselines (acoustic-only, semantic-only); "" = mixes
 
     def __post_init__(self):
         for label in self.arm_labels:
@@ -193,10 +194,22 @@ class FASConflict(Probe):
     def _is_query_arm(label: str) -> bool:
         return parse_arm(label).arm in ("fas", "fas-no-topk")
 
+    @staticmethod
+    def _is_single_arm(label: str) -> bool:
+        return parse_arm(label).arm in ("fas-acoustic-only", "fas-semantic-only")
+
+    def _extra_rates(self) -> list[float]:
+        return [float(x) / 100 for x in _split_list(self.query_mixes) + _split_list(self.single_mixes)]
+
     def conditions(self) -> list[str]:
         q_rates = [float(x) / 100 for x in _split_list(self.query_mixes)] or self.rates
-        return [condition_name(a, r) for r in sorted(set(self.rates) | set(q_rates)) for a in self.arm_labels
-                if r in (q_rates if self._is_query_arm(a) else self.rates)]
+        s_rates = [float(x) / 100 for x in _split_list(self.single_mixes)] or self.rates
+
+        def rates_of(a: str) -> list[float]:
+            return q_rates if self._is_query_arm(a) else s_rates if self._is_single_arm(a) else self.rates
+
+        return [condition_name(a, r) for r in sorted(set(self.rates) | set(q_rates) | set(s_rates))
+                for a in self.arm_labels if r in rates_of(a)]
 
     def n_seeds(self, cond: str) -> int:
         return (self.query_seeds or self.seeds) if self._is_query_arm(cond.rpartition("@")[0]) else self.seeds
@@ -235,7 +248,7 @@ class FASConflict(Probe):
         if "fas-size" not in ctx.cache:
             st = self._streams(data, self._default_semantic(), "speaker", ctx)
             tr = [i for i, r in enumerate(st.rows) if r["split"] == "train"]
-            rates = sorted(set(self.rates) | {float(x) / 100 for x in _split_list(self.query_mixes)})
+            rates = sorted(set(self.rates) | set(self._extra_rates()))
             ctx.cache["fas-size"] = largest_size(st.subset(tr), rates)
         return ctx.cache["fas-size"]
 

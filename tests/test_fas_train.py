@@ -139,6 +139,20 @@ def test_fas_conflict_is_a_registered_probe_that_resumes(tiny_manifest, fas_cach
         MODELS["fas-untrained"]().predict([])
 
 
+def test_fas_conflict_conditions_per_arm_family():
+    """The demo's plan: concat at every mix, the one-stream baselines and the query arms where asked."""
+    from probes.registry import PROBES
+
+    probe = PROBES["fas-conflict"](arms="acoustic-only,semantic-only[text],concat[text],fas[text],fas-voiced[text]",
+                                   mixes="0,20,50", seeds=2, query_mixes="0", query_seeds=1, single_mixes="0")
+    assert probe.conditions() == ["acoustic-only@0%", "semantic-only[text]@0%", "concat[text]@0%", "fas[text]@0%",
+                                  "fas-voiced[text]@0%", "concat[text]@20%", "concat[text]@50%"]
+    assert probe.n_seeds("fas[text]@0%") == 1 and probe.n_seeds("acoustic-only@0%") == 2
+    # without the option every pooled arm runs at every mix (as before)
+    plain = PROBES["fas-conflict"](arms="acoustic-only,concat[text]", mixes="0,50", seeds=1)
+    assert plain.conditions() == ["acoustic-only@0%", "concat[text]@0%", "acoustic-only@50%", "concat[text]@50%"]
+
+
 def test_nq_sweep_writes_the_ablation_table_and_its_figure(tiny_manifest, fas_cache, tmp_path):
     from fas.experiment import run_nq_sweep
     from probes.plots import figures_for_run
