@@ -234,7 +234,7 @@ def _step_figures(root: Path, fig_dir: Path) -> tuple[list[Path], list[tuple[str
         with tempfile.TemporaryDirectory() as tmp:
             made = plots.figures_for_run(r, tmp, failures=failures)
             for png, caption in made:
-                stem = f"{probe}-{label}-{png.stem}"
+                stem = f"{probe}-{label}-{png.stem.removeprefix(probe + '-')}"
                 for src in (png, png.with_suffix(".svg")):
                     if src.exists():
                         dst = fig_dir / (stem + src.suffix)

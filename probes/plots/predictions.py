@@ -295,6 +295,9 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, name: s
         r = Path(r)
         man = read_manifest(r)
         model = man.get("model", {}).get("name", "?") if isinstance(man.get("model"), dict) else str(man.get("model"))
+        org = man["model"].get("organism") if isinstance(man.get("model"), dict) else None
+        if isinstance(org, dict) and org.get("name"):  # a model organism: say which one (weights trained here)
+            model = f"{model} organism {org['name']}"
         label = model if model not in names else f"{model} ({r.name})"
         names.append(label)
         rows = read_rows(r)
