@@ -98,3 +98,36 @@ def test_figures_build_is_a_separate_command(tmp_path, monkeypatch, capsys):
     assert main(["figures", "build", "--seed", "3"]) == 0
     assert calls == [3]
     assert main(["figures", "build", "--all"]) == 2
+
+
+def test_all_draws_the_demo_steps_runs_named_by_probe_and_organism(tmp_path, monkeypatch):
+    """Run folders listed in runs/figures/demo/steps.json (as `probe figures build` writes them):
+    --all copies each run's figures as <probe>-<model>-<stem> and compares the organisms' predict runs."""
+    import json
+
+    import probes.probe
+    from probes.store import RunStore
+
+    monkeypatch.setenv("DISSONANCE_SHARED", str(tmp_path / "no-shared"))
+    monkeypatch.setattr(probes.probe, "run_probe", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran a model")))
+    root = tmp_path / "repo"
+    runs = []
+    for org, who in (("text-reliant", "semantic_label"), ("voice-reliant", "acoustic_label")):
+        d = figures_cli.steps_root(root) / "predict" / f"qwen2-audio-{org}" / "synth"
+        with RunStore(d) as st:
+            st.write_manifest({"probe": "predict", "weights": "organism (trained here)",
+                               "model": {"name": "qwen2-audio", "weights": "organism (trained here)", "organism": {"name": org}},
+                               "data": ""})
+            for i, (a, s) in enumerate([("sad", "happy"), ("angry", "sad"), ("neutral", "sad"), ("sad", "sad")]):
+                st.append(f"u{i}", [{"utt_id": f"u{i}", "condition": "none", "acoustic_label": a, "semantic_label": s,
+                                     "pred": {"acoustic_label": a, "semantic_label": s}[who]}])
+        (d / "metrics.json").write_text(json.dumps({"errors": 0}))
+        runs.append(str(d))
+    (figures_cli.steps_root(root) / figures_cli.STEPS_INDEX).write_text(json.dumps({"seed": 0, "runs": runs}))
+    figures_cli.make_all(root)
+    figs = root / "figures"
+    assert (figs / "organisms-follows.png").exists()
+    assert (figs / "predict-qwen2-audio-text-reliant-follows.png").exists()
+    assert (figs / "predict-qwen2-audio-voice-reliant-follows.svg").exists()
+    readme = (figs / "README.md").read_text()
+    assert "organism (trained here)" in readme and "NOT Qwen2-Audio's weights" in readme
