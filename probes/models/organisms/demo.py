@@ -30,7 +30,7 @@ from probes.demo import STEPS
 
 ORGANISMS = ("text-reliant", "voice-reliant")
 PROBES = ("predict", "attention-share", "logit-lens")
-DEMO_ITEMS = 120       # test items per run (the Whisper tower encodes each once, ~0.3 s per clip on 2 cores)
+DEMO_ITEMS = 60        # test items per run (the Whisper tower encodes each once, ~0.3-1 s per clip on 2 busy cores)
 QUICK_ITEMS = 24
 
 
