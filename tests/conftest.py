@@ -17,6 +17,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 ROOT = Path(__file__).resolve().parents[1]
+# numba caches the compiled librosa kernels beside the package (site-packages) by default; test
+# processes compiling the same kernel at once (xdist workers, several sessions on one machine) left
+# a corrupt cache there, and librosa.yin then crashed with a segfault. One cache folder per worker.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba" / os.environ.get("PYTEST_XDIST_WORKER", "main")))
 SHARED = Path(os.environ.get("DISSONANCE_SHARED", ROOT.parent / "shared"))
 
 pytest_plugins = [
