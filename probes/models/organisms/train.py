@@ -424,8 +424,8 @@ def main(argv=None) -> int:
         a, info = train_one(name, man, df, tok, feats, seed=args.seed, embed=embeds[name], epochs=args.epochs, E=E,
                             word_dropout=args.word_dropout)
         info.update(name=name, seed=args.seed, embed=embeds[name], epochs=args.epochs or ORGANISMS[name]["epochs"], corpus_sha256=hashlib.sha256(man.read_bytes()).hexdigest(),
-                    **{k: v for k, v in ORGANISMS[name].items() if k not in ("epochs", "embed")},
-                    **({"word_dropout": args.word_dropout} if args.word_dropout is not None else {}), **check(a, df, wavs, name))
+                    **{k: v for k, v in ORGANISMS[name].items() if k not in ("epochs", "embed", "word_dropout")},
+                    word_dropout=ORGANISMS[name].get("word_dropout", 0.0) if args.word_dropout is None else args.word_dropout, **check(a, df, wavs, name))
         path = save(a, name, info, out)
         print(f"{name}: {json.dumps({k: info[k] for k in ('train_accuracy', 'test_congruent_accuracy', 'test_follows_text', 'test_follows_voice', 'final_loss', 'train_seconds')})}")
         print(f"  -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
