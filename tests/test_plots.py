@@ -71,6 +71,18 @@ def test_confusion_grid_facets(tmp_path):
     assert sum(_cell_numbers(visible[3])) == len(sub)
 
 
+def test_confusion_grid_says_not_run_for_an_empty_cell(tmp_path):
+    # the FAS demo trains the one-stream arms at 0 % only: their 20 / 50 % cells were drawn as
+    # matrices of zeros (n=0), which read like results; now the cell says it was not run
+    df = pd.concat([_preds(seed=i).assign(model=m, corpus=c)
+                    for i, (m, c) in enumerate([("a", "x"), ("a", "y"), ("b", "x")])])
+    fig = plots.confusion_grid(df, row="model", col="corpus", out=tmp_path / "grid")
+    drawn = [ax for ax in fig.axes if ax.get_visible() and ax.images]
+    assert len(drawn) == 3
+    empty = [ax for ax in fig.axes if not ax.images and any("not run" in t.get_text() for t in ax.texts)]
+    assert len(empty) == 1 and "b · y" in empty[0].texts[0].get_text()
+
+
 def test_score_table_agrees_with_metrics():
     from probes.metrics import score_table
 

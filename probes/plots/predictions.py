@@ -122,8 +122,12 @@ def confusion_grid(df: "pd.DataFrame", *, row: str | None = None, col: str | Non
                 sub = sub[sub[row].astype(str) == r]
             if c is not None:
                 sub = sub[sub[col].astype(str) == c]
-            counts = confusion_counts(sub, reference=reference, pred=pred, labels=labels, columns=columns)
             name = " · ".join(v for v in (r, c) if v is not None) or None
+            if r is not None and c is not None and sub.empty:  # a cell of the grid that was not run (e.g. an arm at one mix only)
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"{name}\nnot run", ha="center", va="center", transform=ax.transAxes, color="0.45")
+                continue
+            counts = confusion_counts(sub, reference=reference, pred=pred, labels=labels, columns=columns)
             if name is not None:
                 name = f"{name}  (n={int(counts.to_numpy().sum())})"
             _draw_confusion(ax, counts, title=name, ylabel=ref_name, xlabel="prediction", show_y=(k % ncols == 0))
