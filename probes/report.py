@@ -39,6 +39,9 @@ WEIGHT_BANNERS = {
                                  "Its numbers test the plumbing; they are not results."),
     "oracle": ("REFERENCE PREDICTOR", "This run used a reference predictor that reads the labels (or guesses by "
                                       "hash), not a model. Its numbers are a check of the metrics, not a result."),
+    "organism (trained here)": ("MODEL ORGANISM", "This run used a small model of the real class trained here on the "
+                                "synthetic corpus, with a known reliance on the words or the voice (docs/organisms.md). "
+                                "It is a test bed for the instruments: its answers are not the real model's."),
 }
 
 HEADLINE = (  # (key, column title, has interval)
@@ -96,7 +99,9 @@ def write_report(run_dir: Path, out: Path | None = None, *, figures: bool = True
     model = man.get("model") if isinstance(man.get("model"), dict) else {"name": man.get("model")}
     weights = man.get("weights") or model.get("weights")
     data = str(data_path(man, run_dir) or "")
-    title = f"{man.get('probe', '?')} · {model.get('name', '?')} · {Path(data).parent.name or data}"
+    org = model.get("organism") if isinstance(model.get("organism"), dict) else None
+    who = f"{model.get('name', '?')} organism {org['name']}" if org and org.get("name") else model.get("name", "?")
+    title = f"{man.get('probe', '?')} · {who} · {Path(data).parent.name or data}"
 
     parts = [_head(title), "<body><main>", f"<h1>{esc(title)}</h1>",
              f"<p class='sub'>run folder <code>{esc(run_dir)}</code></p>"]

@@ -141,14 +141,19 @@ def test_oracle_banner(page):
     assert "REFERENCE PREDICTOR" in " ".join(p.text)
 
 
-@pytest.mark.parametrize("weights,shown", [("random", "RANDOM WEIGHTS"), ("real", None)])
+@pytest.mark.parametrize("weights,shown", [("random", "RANDOM WEIGHTS"), ("real", None),
+                                           ("organism (trained here)", "MODEL ORGANISM")])
 def test_banner_follows_the_weights(oracle_run, tmp_path, weights, shown):
     run = _copy(oracle_run, tmp_path / "run")
     man = json.loads((run / "manifest.json").read_text())
     man["weights"] = weights
     man["model"]["weights"] = weights
+    if weights.startswith("organism"):
+        man["model"]["organism"] = {"name": "text-reliant"}
     (run / "manifest.json").write_text(json.dumps(man))
     p = Page(write_report(run, figures=False).read_text())
+    if weights.startswith("organism"):  # the title names the organism, not only the model class
+        assert "organism text-reliant" in " ".join(p.text)
     banners = [a for _, a in p.tags if a.get("class") == "banner"]
     if shown:
         assert len(banners) == 1 and shown in " ".join(p.text)
