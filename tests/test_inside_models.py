@@ -38,11 +38,14 @@ def pair_manifest(tiny_manifest):
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
-def test_inside_probes_run_on_model(model_name, pair_manifest, tmp_path):
+def test_inside_probes_run_on_model(model_name, pair_manifest, tmp_path, request):
     model = MODELS[model_name].from_cli(tiny=True)
     assert model.weights == "random"
     labels = ("neutral", "happy", "sad", "angry")
     if model_name != "fas":
+        # the tiny instance is shared by the process: give its labels back afterwards (left at four
+        # labels, it changed the local side of test_distributed's replicas-vs-local comparison)
+        request.addfinalizer(lambda old=tuple(model.labels): model.set_labels(old))
         model.set_labels(labels)
     opts = {"activation-patching": {"self_patch": True}, "attribution": {"n_steps": 16},
             "embeddings": {"umap": False}}
