@@ -20,32 +20,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.fixtures.alm import tone
+from tests.fixtures.alm import PROMPT_CASES as CASES, mixed_examples as _mixed_examples, tone
+from tests.fixtures.alm import prompt_example as _example
 
 TOL = 1e-4
-SECONDS = (0.4, 1.9, 0.7, 1.3, 1.0, 1.6, 0.55, 1.15)
 N_AUDIO = 7
-CASES = [
-    dict(template="plain"),
-    dict(template="voice-only"),
-    dict(template="with-transcript", transcript="I cannot believe you did that to me again."),
-    dict(template="with-cues", cues="energy high, pitch low, dynamics flat"),
-    dict(template="with-cues+cues-before", cues="energy high, pitch low, dynamics flat"),
-]
 
 
-def _example(case: dict, seconds: float = 1.0, f0: float = 180.0):
-    from probes.adapter import Example
-
-    return Example(utt_id="u0", row={}, audio=tone(f0, seconds), **case)
-
-
-def _mixed_examples():
-    from probes.adapter import Example
-
-    return [Example(utt_id=f"u{i}", row={}, audio=tone(120.0 + 35 * i, s), template="with-transcript",
-                    transcript=("I cannot believe you did that to me again." if i % 2 else "Fine, thanks."))
-            for i, s in enumerate(SECONDS)]
 
 
 # ============================================================== granite-speech

@@ -21,10 +21,9 @@ import torch
 pytest.importorskip("dashscope", reason="needs the real-tokenizers extra")
 pytest.importorskip("tiktoken")
 
-from tests.fixtures.alm import tone  # noqa: E402
+from tests.fixtures.alm import mixed_examples  # noqa: E402
 
 FAMILIES = ["qwen2-audio", "qwen2.5-omni", "qwen3-omni", "audio-flamingo-3"]
-SECONDS = (0.4, 1.9, 0.7, 1.3, 1.0, 1.6, 0.55, 1.15)
 TOL = 1e-4
 
 
@@ -45,11 +44,7 @@ def real_vocab_tiny(family: str, monkeypatch):
 
 
 def _examples():
-    from probes.adapter import Example
-
-    return [Example(utt_id=f"u{i}", row={}, audio=tone(120.0 + 35 * i, s), template="with-transcript",
-                    transcript=("I cannot believe you did that to me again." if i % 2 else "Fine, thanks."))
-            for i, s in enumerate(SECONDS)]
+    return mixed_examples()
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -9,17 +9,10 @@ import pytest
 pytest.importorskip("dashscope", reason="needs the real-tokenizers extra")
 pytest.importorskip("tiktoken")
 
-from tests.fixtures.alm import tone  # noqa: E402
+from tests.fixtures.alm import PROMPT_CASES as CASES, prompt_example  # noqa: E402
 
 QWEN_FAMILIES = ["qwen2-audio", "qwen2.5-omni", "qwen3-omni", "audio-flamingo-3"]
 N_AUDIO = 7
-CASES = [
-    dict(template="plain"),
-    dict(template="voice-only"),
-    dict(template="with-transcript", transcript="I cannot believe you did that to me again."),
-    dict(template="with-cues", cues="energy high, pitch low, dynamics flat"),
-    dict(template="with-cues+cues-before", cues="energy high, pitch low, dynamics flat"),
-]
 
 
 def real_adapter(family: str):
@@ -38,9 +31,7 @@ def fam_adapter(request):
 
 
 def _example(case: dict):
-    from probes.adapter import Example
-
-    return Example(utt_id="u0", row={}, audio=tone(180.0), **case)
+    return prompt_example(case)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["template"] for c in CASES])

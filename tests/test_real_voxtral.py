@@ -13,15 +13,8 @@ import pytest
 
 pytest.importorskip("mistral_common", reason="needs the real-tokenizers extra")
 
-from tests.fixtures.alm import tone  # noqa: E402
+from tests.fixtures.alm import PROMPT_CASES as CASES, tone  # noqa: E402
 
-CASES = [  # the five prompt templates of tests/test_real_prompts.py
-    dict(template="plain"),
-    dict(template="voice-only"),
-    dict(template="with-transcript", transcript="I cannot believe you did that to me again."),
-    dict(template="with-cues", cues="energy high, pitch low, dynamics flat"),
-    dict(template="with-cues+cues-before", cues="energy high, pitch low, dynamics flat"),
-]
 
 SECONDS = 2.0
 
