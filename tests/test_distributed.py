@@ -84,8 +84,8 @@ def test_a_killed_worker_loses_and_duplicates_nothing(ray_cluster, tiny_manifest
     killed: list[int] = []
 
     def kill_one(ex, block_index):
-        if not killed:  # after the first finished block: SIGKILL one replica's process
-            pid = ex.worker_pids()[1]
+        if not killed:  # after the first finished block: SIGKILL one replica's process (its pid
+            pid = ex.worker_pids()[1]  # was asked for at start: this does not wait on its queue)
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
@@ -98,6 +98,86 @@ def test_a_killed_worker_loses_and_duplicates_nothing(ray_cluster, tiny_manifest
     assert not (run / "errors.jsonl").exists() or not (run / "errors.jsonl").read_text().strip()
     assert rows == _rows(_local(probe, "dummy", data, tmp_path / "local"))
     assert stats["dead_workers"] >= 1
+
+
+def _dying_worker_class():
+    """An actor class (defined in a function, so Ray ships it by value) whose ``run`` kills its own
+    process on a block that holds ``"die"``: once, or on every try when the block holds ``"always"``.
+    The marker file is how a replacement knows an earlier actor already died on the block."""
+
+    class Worker:
+        def __init__(self, marker: str):
+            self.marker = marker
+
+        def pid(self) -> int:
+            return os.getpid()
+
+        def run(self, items):
+            if "die" in items:
+                first = not os.path.exists(self.marker)
+                open(self.marker, "a").close()
+                if first or "always" in items:
+                    os._exit(1)
+            return [f"done {it}" for it in items]
+
+    return Worker
+
+
+def test_an_actor_that_dies_on_a_block_is_replaced_and_the_block_runs_once(ray_cluster, tmp_path):
+    from probes.backends.ray_backend import ActorPool, RaySettings
+
+    # one block queued per actor, so no other block is queued behind the fatal one (one that is
+    # fails the same way and is handed out again too, which the count would then include)
+    pool = ActorPool(_dying_worker_class(), (str(tmp_path / "died"),),
+                     RaySettings(workers=2, block_size=1, inflight=1))
+    try:
+        blocks = [["a"], ["b"], ["die"], ["c"], ["d"]]
+        out = {i: r for i, _, r in pool.map(blocks)}
+    finally:
+        pool.kill()
+    assert (tmp_path / "died").exists()
+    assert out == {0: ["done a"], 1: ["done b"], 2: ["done die"], 3: ["done c"], 4: ["done d"]}
+    assert pool.stats == {"blocks": 5, "retried_blocks": 1, "dead_workers": 1}
+
+
+def test_a_block_that_kills_every_actor_is_given_up_after_the_retries(ray_cluster, tmp_path):
+    from probes.backends.ray_backend import ActorPool, RaySettings
+
+    pool = ActorPool(_dying_worker_class(), (str(tmp_path / "died"),),
+                     RaySettings(workers=2, block_size=1, inflight=1, max_block_retries=1))
+    try:
+        out = {i: r for i, _, r in pool.map([["a"], ["die", "always"], ["b"]])}
+    finally:
+        pool.kill()
+    assert out[0] == ["done a"] and out[2] == ["done b"]
+    assert isinstance(out[1], RuntimeError) and "worker died 2 times" in str(out[1])
+    assert pool.stats["dead_workers"] == 2 and pool.stats["retried_blocks"] == 1
+
+
+def test_a_death_after_the_last_block_is_still_counted(ray_cluster, tmp_path):
+    """A replica that dies with nothing left on it loses no work, but the stats report it (the
+    clean-clone CI once saw a kill land after the killed replica's last block, and the run
+    reported no death)."""
+    from probes.backends.ray_backend import ActorPool, RaySettings
+
+    pool = ActorPool(_dying_worker_class(), (str(tmp_path / "died"),), RaySettings(workers=2, block_size=1))
+    try:
+        pids = pool.pids()
+
+        def blocks():
+            yield ["a"]
+
+        out = []
+        for i, _, r in pool.map(list(blocks())):
+            out.append(r)
+            os.kill(pids[1], signal.SIGKILL)
+        assert out == [["done a"]]
+        assert pool.stats["dead_workers"] == 1
+        # the next map replaces the dead actor before handing out blocks
+        assert [r for _, _, r in pool.map([["b"], ["c"]])] == [["done b"], ["done c"]]
+        assert pool.stats["dead_workers"] == 1 and pool.pids()[1] != pids[1]
+    finally:
+        pool.kill()
 
 
 def test_resume_skips_what_a_local_run_finished(ray_cluster, tiny_manifest, tmp_path):

@@ -216,12 +216,37 @@ class ActorPool:
         self._args = args
         self.actors = [self._cls.remote(*args) for _ in range(settings.workers)]
         self.stats = {"blocks": 0, "retried_blocks": 0, "dead_workers": 0}
+        # each actor's process id, asked once while it has no work queued (an actor runs its calls
+        # in order, so asking later would wait behind every block queued on it)
+        self._pid: dict = {}
+        self._dead: set[int] = set()
+        self.pids()
 
     def call(self, slot: int, method: str, *args):
         return self._ray.get(getattr(self.actors[slot], method).remote(*args))
 
     def pids(self) -> list[int]:
-        return self._ray.get([a.pid.remote() for a in self.actors])
+        """The process id of each actor, by slot (a replacement's is asked for when first wanted)."""
+        new = [a for a in self.actors if a not in self._pid]
+        for a, pid in zip(new, self._ray.get([a.pid.remote() for a in new])):
+            self._pid[a] = pid
+        return [self._pid[a] for a in self.actors]
+
+    def _count_dead(self) -> None:
+        """After the last block: count actors that died with no block left on them.
+
+        A death is otherwise noticed only through a block that fails with it; one that comes after
+        an actor's last block lost no work but is still a death the run's stats should report.
+        """
+        ray = self._ray
+        for slot, actor in enumerate(self.actors):
+            try:
+                ray.get(actor.pid.remote(), timeout=60)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+                self.stats["dead_workers"] += 1
+                self._dead.add(slot)  # replaced if this pool maps again
+            except ray.exceptions.GetTimeoutError:
+                pass  # alive but busy (a call from elsewhere): not dead
 
     def kill(self) -> None:
         for a in self.actors:
@@ -233,6 +258,9 @@ class ActorPool:
 
     def map(self, blocks: Sequence[list]) -> Iterator[tuple[int, list, Any]]:
         ray, s = self._ray, self.settings
+        for slot in sorted(self._dead):
+            self.actors[slot] = self._cls.remote(*self._args)
+        self._dead.clear()
         queue = [_Block(i, b) for i, b in enumerate(blocks)]
         queue.reverse()  # pop() from the end = plan order
         pending: dict = {}  # object ref -> (actor handle, slot, block)
@@ -277,6 +305,7 @@ class ActorPool:
             submit()
             self.stats["blocks"] += 1
             yield b.index, b.items, results
+        self._count_dead()
 
 
 @dataclass
