@@ -180,6 +180,75 @@ def test_pair_order_keeps_same_sentence_pairs_for_patching():
     assert runs == o["sentence_id"].nunique()
 
 
+def test_validation_header_names_the_items_each_slow_probe_ran_on():
+    """Slow probes rerun with another --limit say their own number, not the first run's --limit."""
+    from probes.models.organisms.validate import _slow_counts
+
+    ms = {"text-reliant": {"n.modality-ablation": 80, "n.activation-patching": 80, "n.attribution": 20},
+          "voice-reliant": {"n.modality-ablation": 80, "n.activation-patching": 80, "n.attribution": 20}}
+    assert _slow_counts(ms, 20) == ("modality-ablation on the first 80, activation-patching on the first 80, "
+                                    "attribution on the first 20")
+    ms["voice-reliant"]["n.attribution"] = 18  # a run cut short says so
+    assert "attribution on the first 18/20" in _slow_counts(ms, 20)
+    assert _slow_counts({"text-reliant": {}}, 32).endswith("attribution on the first 32")  # results from before the counts
+
+
+def test_validation_judges_the_size_of_an_effect_not_a_ratio_that_divides_it_out():
+    """Patching is judged by ``shift`` (probability moved), modality ablation by answers changed:
+    a ``shift_norm`` as large for the model whose answer hardly moves must not decide the row."""
+    from probes.models.organisms.validate import table
+
+    ci = lambda m: [m, m - 0.05, m + 0.05]  # noqa: E731
+    gt = {o: {k: ci(v) for k, v in d.items()} for o, d in {
+        "text-reliant": {"transcript_dropped_changed": 0.7, "transcript_swapped_changed": 0.86,
+                         "audio_zeroed_changed": 0.21, "audio_swapped_changed": 0.09},
+        "voice-reliant": {"transcript_dropped_changed": 0.42, "transcript_swapped_changed": 0.2,
+                          "audio_zeroed_changed": 0.88, "audio_swapped_changed": 0.76}}.items()}
+    ms = {"text-reliant": {"patch.input": ci(0.0), "patch.input_norm": ci(0.7), "ma.audio-ablated.changed": ci(0.24),
+                           "ma.transcript-swapped.changed": ci(0.86)},
+          "voice-reliant": {"patch.input": ci(0.16), "patch.input_norm": ci(0.8), "ma.audio-ablated.changed": ci(0.95),
+                            "ma.transcript-swapped.changed": ci(0.14)}}
+    for k in ("none", "audio-ablated", "transcript-swapped"):
+        for o in ms:
+            ms[o][f"ma.{k}.follows_text"] = ms[o][f"ma.{k}.follows_voice"] = ci(0.5)
+    _, rows = table(gt, ms)
+    got = {r["instrument"].split(":")[0] + ":" + r["instrument"].split(":")[1][:20]: r["agrees"] for r in rows
+           if r["instrument"].startswith(("activation patching", "modality ablation"))}
+    assert list(got.values()) == ["yes", "yes", "yes"], got
+    ms["voice-reliant"]["patch.input"] = ci(0.0)  # same ratio, no movement: not an agreement
+    ms["voice-reliant"]["ma.audio-ablated.changed"] = ci(0.24)
+    _, rows = table(gt, ms)
+    assert [r["agrees"] for r in rows if r["instrument"].startswith(("activation patching", "modality ablation: audio"))] \
+        == ["**no**", "**no**"]
+
+
+def test_validation_measures_patching_by_shift_and_ablation_by_answers_changed(tmp_path):
+    import json
+
+    from probes.models.organisms.validate import measure
+
+    pat, ma = tmp_path / "activation-patching", tmp_path / "modality-ablation"
+    rows = []
+    for k in range(4):
+        for layer in (0, 1):
+            for metric, v in (("shift", 0.01 * k), ("shift_norm", 0.9), ("top_is_source", 0.0)):
+                rows.append({"unit": f"u{k}|{layer}|{metric}", "utt_id": f"u{k}", "span": "audio", "layer": layer,
+                             "metric": metric, "value": v})
+    pat.mkdir()
+    (pat / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows = [{"unit": f"u{k}|{c}", "utt_id": f"u{k}", "condition": c, "acoustic_label": "sad", "semantic_label": "happy",
+             "pred": "sad" if (c == "none" or k == 0) else "happy"} for k in range(4)
+            for c in ("none", "audio-ablated", "transcript-swapped")]
+    ma.mkdir()
+    (ma / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    m = measure({"activation-patching": pat, "modality-ablation": ma})
+    assert m["patch.input"][0] == pytest.approx(0.015) and m["patch.input_norm"][0] == pytest.approx(0.9)
+    assert m["patch.by_layer"] == [0.015, 0.015] and m["patch.input.n"] == 4
+    assert m["ma.audio-ablated.changed"][0] == pytest.approx(0.75)
+    assert m["ma.transcript-swapped.changed"][0] == pytest.approx(0.75)
+    assert m["n.activation-patching"] == 4 and m["n.modality-ablation"] == 4
+
+
 def test_demo_step_is_registered_and_takes_test_items_in_sentence_groups(synth_corpus):
     from probes.data.manifest import Manifest
     from probes.demo import STEPS

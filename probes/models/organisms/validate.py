@@ -31,6 +31,7 @@ import numpy as np
 from probes.models.organisms.train import corpus, predict_labels, rate_ci, read_manifest
 
 ORGS = ("text-reliant", "voice-reliant")
+SLOW = ("modality-ablation", "activation-patching", "attribution")  # the probes ``--limit`` applies to
 
 
 def _fmt(ci) -> str:
@@ -189,6 +190,13 @@ def measure(dirs: dict) -> dict:
             q = r[r["condition"] == c]
             m[f"ma.{c}.follows_text"] = rate_ci(q["pred"] == q["semantic_label"])
             m[f"ma.{c}.follows_voice"] = rate_ci(q["pred"] == q["acoustic_label"])
+        # share of answers the condition changes, on every item it ran on: the ground truth's own measure
+        r = _rows(d)
+        base = r[r["condition"] == "none"].set_index("utt_id")["pred"]
+        for c in ("audio-ablated", "audio-silenced", "transcript-swapped"):
+            q = r[r["condition"] == c].set_index("utt_id")["pred"]
+            if len(q):
+                m[f"ma.{c}.changed"] = rate_ci((q != base.reindex(q.index)).to_numpy())
     d = dirs.get("token-all")
     if isinstance(d, Path):
         r = _rows(d)
@@ -221,11 +229,18 @@ def measure(dirs: dict) -> dict:
     d = dirs.get("activation-patching")
     if isinstance(d, Path):
         r = _rows(d)
-        r = r[(r["metric"] == "shift_norm") & (r["span"] == "audio")]
-        r = r[r["value"].notna()]
-        if len(r):
-            m["patch.input"] = rate_ci(r[r["layer"] == r["layer"].min()].groupby("utt_id")["value"].mean().clip(-1, 2))
-            m["patch.by_layer"] = [round(float(r[r["layer"] == l]["value"].mean()), 3) for l in sorted(r["layer"].unique())]
+        r = r[(r["span"] == "audio") & r["value"].notna()]
+        # ``shift``: probability moved toward the source's voice label, the size of the effect;
+        # ``shift_norm`` divides it by how far the source's own answer is, so it cannot say how
+        # much an answer depends on the voice (a model whose answer hardly moves has a tiny divisor)
+        for metric, key, clip in (("shift", "patch.input", None), ("shift_norm", "patch.input_norm", (-1, 2))):
+            q = r[r["metric"] == metric]
+            if len(q):
+                v = q[q["layer"] == q["layer"].min()].groupby("utt_id")["value"].mean()
+                m[key] = rate_ci(v.clip(*clip) if clip else v)
+                m[f"{key}.n"] = int(len(v))
+                m[key.replace("input", "by_layer")] = [round(float(q[q["layer"] == l]["value"].mean()), 3)
+                                                       for l in sorted(q["layer"].unique())]
     d = dirs.get("logit-lens")
     if isinstance(d, Path):
         r = _rows(d)
@@ -248,6 +263,10 @@ def measure(dirs: dict) -> dict:
                 q = r[(r["method"] == meth) & (r["metric"] == "share") & (r["span"] == sp)]
                 if len(q):
                     m[f"attr.{meth}.{sp}"] = rate_ci(q.groupby("utt_id")["value"].mean().to_numpy())
+    for probe in SLOW:  # how many test items each slow probe ran on (the table's header says)
+        d = dirs.get(probe)
+        if isinstance(d, Path):
+            m[f"n.{probe}"] = int(_rows(d)["utt_id"].nunique())
     for k, v in list(m.items()):
         if isinstance(v, tuple):
             m[k] = [round(float(x), 3) for x in v]
@@ -289,21 +308,23 @@ def table(gt: dict, ms: dict) -> tuple[str, list[dict]]:
         "TR > VR (a swapped transcript changes " + f"{_fmt(gT['transcript_swapped_changed'])} of TR's answers, VR's {_fmt(gV['transcript_swapped_changed'])}); 'no' = intervals overlap",
         both("pred.follows_text"), ok(T, "pred.follows_text"))
     add("behaviour (`predict`): follows-voice on the same items", "VR > TR (swapping the audio changes " + f"{_fmt(gV['audio_swapped_changed'])} of VR's answers, TR's {_fmt(gT['audio_swapped_changed'])})", both("pred.follows_voice"), ok(V, "pred.follows_voice"))
-    if "ma.audio-ablated.follows_text" in mT:
-        dT = mT["ma.audio-ablated.follows_text"][0] - mT["ma.none.follows_text"][0]
-        dV = mV["ma.audio-ablated.follows_voice"][0] - mV["ma.none.follows_voice"][0]
-        add("modality ablation: audio span zeroed (`audio-ablated`)",
-            f"VR loses its voice answers (GT: audio zeroing changes VR {_fmt(gV['audio_zeroed_changed'])}, TR {_fmt(gT['audio_zeroed_changed'])}); TR keeps following the text",
-            f"follows-voice VR {_fmt(mV['ma.none.follows_voice'])} -> {_fmt(mV['ma.audio-ablated.follows_voice'])}; "
-            f"follows-text TR {_fmt(mT['ma.none.follows_text'])} -> {_fmt(mT['ma.audio-ablated.follows_text'])}",
-            bool(dV < -0.2 and dT > -0.2))
-    if "ma.transcript-swapped.follows_text" in mT:
-        add("modality ablation: transcript swapped (`transcript-swapped`, follows-text vs the item's own text)",
-            "TR's follows-text collapses (its answers go with the donor's words); VR barely moves",
-            f"TR {_fmt(mT['ma.none.follows_text'])} -> {_fmt(mT['ma.transcript-swapped.follows_text'])}; "
-            f"VR {_fmt(mV['ma.none.follows_text'])} -> {_fmt(mV['ma.transcript-swapped.follows_text'])}",
-            bool(mT["ma.none.follows_text"][0] - mT["ma.transcript-swapped.follows_text"][0]
-                 > abs(mV["ma.none.follows_text"][0] - mV["ma.transcript-swapped.follows_text"][0]) + 0.2))
+    if "ma.audio-ablated.changed" in mT:
+        add("modality ablation: audio span zeroed (`audio-ablated`), share of answers changed",
+            f"VR's answers change far more than TR's (GT, audio span zeroed on every test item: VR {_fmt(gV['audio_zeroed_changed'])}, "
+            f"TR {_fmt(gT['audio_zeroed_changed'])})",
+            f"changed: TR {_fmt(mT['ma.audio-ablated.changed'])}; VR {_fmt(mV['ma.audio-ablated.changed'])} "
+            f"(conflict items: follows-voice VR {_fmt(mV['ma.none.follows_voice'])} -> {_fmt(mV['ma.audio-ablated.follows_voice'])}; "
+            f"follows-text TR {_fmt(mT['ma.none.follows_text'])} -> {_fmt(mT['ma.audio-ablated.follows_text'])})",
+            ok(V, "ma.audio-ablated.changed"))
+    if "ma.transcript-swapped.changed" in mT:
+        add("modality ablation: transcript swapped (`transcript-swapped`), share of answers changed",
+            f"TR's answers change far more than VR's (GT, transcript swapped on every test item: TR {_fmt(gT['transcript_swapped_changed'])}, "
+            f"VR {_fmt(gV['transcript_swapped_changed'])})",
+            f"changed: TR {_fmt(mT['ma.transcript-swapped.changed'])}; VR {_fmt(mV['ma.transcript-swapped.changed'])} "
+            f"(conflict items, follows-text vs the item's own text: TR {_fmt(mT['ma.none.follows_text'])} -> "
+            f"{_fmt(mT['ma.transcript-swapped.follows_text'])}; VR {_fmt(mV['ma.none.follows_text'])} -> "
+            f"{_fmt(mV['ma.transcript-swapped.follows_text'])})",
+            ok(T, "ma.transcript-swapped.changed"))
     if "att.transcript" in mT:
         add("attention share of the answer position on the transcript (mean over blocks, heads)",
             "if attention tracked use: TR > VR" + ("" if words_more else " (GT does not separate them)"),
@@ -325,8 +346,14 @@ def table(gt: dict, ms: dict) -> tuple[str, list[dict]]:
             add(f"linear probe: {what} (UAR by residual layer 0..L, held-out speakers x sentences)", pred,
                 f"TR {mT[k]}; VR {mV[k]}", agree)
     if "patch.input" in mT:
-        add("activation patching: audio span from the same sentence in another voice emotion, at the input (shift_norm)",
-            "VR moves toward the source's voice label far more than TR", both("patch.input"), ok(V, "patch.input"))
+        norm = (f"; normalised by the source's own distance (shift_norm, not judged: it divides the effect's size out) "
+                f"{both('patch.input_norm')}" if "patch.input_norm" in mT else "")
+        add("activation patching: audio span from the same sentence in another voice emotion, at the input "
+            "(shift: probability moved to the source's voice label)",
+            f"VR moves toward the source's voice label far more than TR (GT, audio swapped: answers change VR "
+            f"{_fmt(gV['audio_swapped_changed'])}, TR {_fmt(gT['audio_swapped_changed'])})",
+            f"shift {both('patch.input')}; by layer 0..L TR {mT.get('patch.by_layer', '-')}, VR {mV.get('patch.by_layer', '-')}{norm}",
+            ok(V, "patch.input"))
     if "lens.top_is_text.by_layer" in mT:
         add("logit lens: last-layer top label = text label (share of conflict+congruent items, by layer)",
             "TR's final layer names the text label far more often than VR's (no prediction for the middle layers)",
@@ -380,6 +407,16 @@ def _prefill(man: Path, df, wavs) -> None:
         remember_states([wavs[u] for u in keep], [got[u] for u in keep])
 
 
+def _slow_counts(ms: dict, limit) -> str:
+    """'modality-ablation on the first 80, ...': the test items each slow probe ran on, from its rows
+    (a probe rerun with another ``--limit`` says its own number), else the ``--limit`` asked for."""
+    parts = []
+    for probe in SLOW:
+        ns = {m.get(f"n.{probe}") for m in ms.values()} - {None}
+        parts.append(f"{probe} on the first {'/'.join(str(x) for x in sorted(ns)) if ns else limit}")
+    return ", ".join(parts)
+
+
 def write_between(doc: Path, tag: str, text: str) -> None:
     """Replace what stands between ``<!-- TAG:begin -->`` and ``<!-- TAG:end -->`` in ``doc``."""
     s = doc.read_text()
@@ -431,6 +468,9 @@ def main(argv=None) -> int:
             dirs = run_instruments(a, name, man, te, out, limit=args.limit, seed=args.seed,
                                    log=lambda s: print(s, flush=True),
                                    only=tuple(args.probes.split(",")) if args.probes else None)
+            for d in sorted((out / name).iterdir()):  # instruments not rerun now: what their folders hold
+                if d.is_dir() and (d / "metrics.json").exists():
+                    dirs.setdefault(d.name, d)
             res["measured"] = measure(dirs)
             res["failed"] = {k: f"{type(v).__name__}: {v}" for k, v in dirs.items() if isinstance(v, Exception)}
         (out / name).mkdir(parents=True, exist_ok=True)
@@ -443,16 +483,15 @@ def main(argv=None) -> int:
     gt = {o: {k: (tuple(v) if isinstance(v, list) and len(v) == 3 and k != "_raw" else v) for k, v in p["gt"].items()}
           for o, p in parts.items()}
     ms = {o: p["measured"] for o, p in parts.items() if "measured" in p}
-    for o in ORGS:  # instruments run separately (or a run cut short): read what their folders hold
-        if o not in ms:
-            dirs = {d.name: d for d in (out / o).iterdir() if d.is_dir() and (d / "metrics.json").exists()}
-            if dirs:
-                ms[o] = measure(dirs)
+    for o in ORGS:  # the run folders are the record: measure what they hold (runs made separately, cut short, or older)
+        dirs = {d.name: d for d in (out / o).iterdir() if d.is_dir() and (d / "metrics.json").exists()}
+        if dirs:
+            ms[o] = measure(dirs)
     failed = {o: p.get("failed") for o, p in parts.items() if p.get("failed")}
     raw = {k: v.pop("_raw") for k, v in gt.items()}
     n = parts[ORGS[0]]["n_test_items"]
-    md = [f"Test split: {n} items (held-out speakers and sentences); modality-ablation, patching and attribution on the first "
-          f"{parts[ORGS[0]]['limit']}. Mean [bootstrap 95 % interval over items].", "",
+    slow = _slow_counts(ms, parts[ORGS[0]]["limit"])
+    md = [f"Test split: {n} items (held-out speakers and sentences); {slow}. Mean [bootstrap 95 % interval over items].", "",
           "### Causal ground truth (input-level interventions, `adapter.predict`)", "", gt_table(gt), ""]
     if len(ms) == len(ORGS):
         tab, rows = table(gt, ms)
@@ -468,7 +507,7 @@ def main(argv=None) -> int:
         write_between(docs / "organisms.md", "validation", text)
         if len(ms) == len(ORGS):
             write_between(docs / "inside.md", "organisms-validation",
-                          f"Measured on the organisms' test split ({n} items; slow probes on the first {parts[ORGS[0]]['limit']}) "
+                          f"Measured on the organisms' test split ({n} items; {slow}) "
                           "by `python -m probes.models.organisms.validate --doc`; the causal ground truth it is judged "
                           "against is in docs/organisms.md.\n\n" + tab)
     print(f"done in {time.time() - t0:.0f} s; run folders under {out}")
