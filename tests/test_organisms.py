@@ -279,3 +279,32 @@ def test_transcript_swap_moves_text_reliant_to_the_donor_words(orgs, items):
         follows[n] = float(np.mean(predict_labels(a, exs) == dl))
     print("transcript swapped: answer = donor's text label", follows)
     assert follows[TEXT_ORG] - follows[VOICE_ORG] >= 0.3, follows
+
+
+def test_sum_vs_mean_moves_only_the_multi_token_labels(orgs, items):
+    """Under the real Qwen ids three labels are one token and four are not: the two length
+    normalisations must give the single-token labels the same relative odds, and differ on the
+    others (benchmarks/length_norm_organisms.py measures how much, docs/real-models.md)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from length_norm_organisms import distributions
+
+    from probes.models.organisms.train import examples
+
+    conf, wavs = items
+    a = orgs[VOICE_ORG]
+    exs = examples(conf.iloc[:8], wavs)
+    try:
+        ps, pm = distributions(a, exs, "sum"), distributions(a, exs, "mean")
+    finally:
+        a.length_norm = "sum"
+    n_tok = np.array([len(t) for t in a.label_tokens()])
+    one = n_tok == 1
+    assert one.sum() == 3 and (~one).sum() == 4
+    np.testing.assert_allclose(ps.sum(1), 1, atol=1e-6)
+    np.testing.assert_allclose(pm.sum(1), 1, atol=1e-6)
+    i, j = np.flatnonzero(one)[:2]
+    np.testing.assert_allclose(np.log(ps[:, i] / ps[:, j]), np.log(pm[:, i] / pm[:, j]), atol=1e-4)
+    assert 0.5 * np.abs(ps - pm).sum(1).mean() > 0.05  # the multi-token labels move
