@@ -1,4 +1,4 @@
-"""The cue-token and modality-ablation probes end to end through the CLI, on every ALM family.
+"""The predict, cue-token and modality-ablation probes end to end through the CLI, on every ALM family.
 
 Tiny random-weight instances on ``tiny_manifest`` (8 tone wavs of 1 s): the numbers are not
 results; the tests check what must hold whatever the weights: one row per (utterance,
@@ -26,6 +26,16 @@ def _run(probe, model, manifest, out):
     assert main(["run", probe, "--model", model, "--tiny", "--data", str(manifest), "--out", str(out),
                  "--batch-size", "40", "--quiet", "--strict"]) == 0
     return read_rows(out), json.loads((out / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_predict_end_to_end(name, tiny_manifest, tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "predict", "--model", name, "--tiny", "--data", str(tiny_manifest),
+                 "--out", str(out), "--quiet", "--strict"]) == 0
+    rows = read_rows(out)
+    assert len(rows) == 8 and set(rows["pred"]) <= {"neutral", "happy", "sad", "angry"}
+    assert read_manifest(out)["model"]["weights"] == "random"
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("dashscope", reason="needs the real-tokenizers extra")
 pytest.importorskip("tiktoken")
 
-from tests.fixtures.alm import tone  # noqa: E402
+from tests.fixtures.alm import assert_scores_whole_label_sequences, label_examples as _examples  # noqa: E402
 
 LABELS = ("neutral", "happy", "sad", "angry", "fear", "disgust", "surprise")
 
@@ -37,12 +37,6 @@ def real_vocab_qwen2_audio():
     return a
 
 
-def _examples(n=2):
-    from probes.adapter import Example
-
-    return [Example(utt_id=f"u{i}", row={}, audio=tone(140.0 + 70 * i, 1.0 + 0.5 * i)) for i in range(n)]
-
-
 def test_scored_strings_are_the_bare_label_words(real_vocab_qwen2_audio):
     """The scored answer is the label as listed in the prompt: lower case, no leading space (the
     answer begins a new line after 'assistant\\n', where a written word carries no space)."""
@@ -59,15 +53,7 @@ def test_scored_strings_are_the_bare_label_words(real_vocab_qwen2_audio):
 def test_multi_token_labels_score_their_whole_sequence(real_vocab_qwen2_audio):
     """The shared-prefix KV-cache scorer equals one plain forward per (example, label) with every
     token of the label counted, under both normalisations."""
-    a = real_vocab_qwen2_audio
-    ex = _examples()
-    for norm in ("sum", "mean"):
-        a.length_norm = norm
-        try:
-            fast, ref = a.label_logprobs(ex), a.label_logprobs_full(ex)
-        finally:
-            a.length_norm = "sum"
-        assert torch.allclose(fast, ref, atol=1e-4), (norm, (fast - ref).abs().max())
+    assert_scores_whole_label_sequences(real_vocab_qwen2_audio)
 
 
 def test_sum_and_mean_distributions_differ_measurably(real_vocab_qwen2_audio):

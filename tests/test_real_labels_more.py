@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.fixtures.alm import tone
+from tests.fixtures.alm import assert_scores_whole_label_sequences, label_examples as _examples
 
 LABELS = ("neutral", "happy", "sad", "angry", "fear", "disgust", "surprise")
 
@@ -62,12 +62,6 @@ def phi4_real():
     return a
 
 
-def _examples(n=2):
-    from probes.adapter import Example
-
-    return [Example(utt_id=f"u{i}", row={}, audio=tone(140.0 + 70 * i, 1.0 + 0.5 * i)) for i in range(n)]
-
-
 def _audit(name, a, answer_header, expected):
     """The scored strings are the bare label words, right after the answer header special token."""
     toks = a.label_tokens()
@@ -84,19 +78,6 @@ def _audit(name, a, answer_header, expected):
     return toks
 
 
-def _whole_sequence(a):
-    """Mirror of test_real_labels.py::test_multi_token_labels_score_their_whole_sequence."""
-    ex = _examples()
-    assert any(len(t) > 1 for t in a.label_tokens())
-    for norm in ("sum", "mean"):
-        a.length_norm = norm
-        try:
-            fast, ref = a.label_logprobs(ex), a.label_logprobs_full(ex)
-        finally:
-            a.length_norm = "sum"
-        assert torch.allclose(fast, ref, atol=1e-4), (norm, (fast - ref).abs().max())
-
-
 # ------------------------------------------------------------------ Voxtral: Tekken v7
 def test_tekken_scored_strings_are_the_bare_label_words(voxtral_real, tekken_v7):
     toks = _audit("voxtral (tekken v7)", voxtral_real, "[/INST]", TEKKEN_V7)
@@ -108,7 +89,7 @@ def test_tekken_scored_strings_are_the_bare_label_words(voxtral_real, tekken_v7)
 
 
 def test_tekken_multi_token_labels_score_their_whole_sequence(voxtral_real):
-    _whole_sequence(voxtral_real)
+    assert_scores_whole_label_sequences(voxtral_real)
 
 
 # ------------------------------------------------------------------ Phi-4-multimodal: o200k
@@ -122,4 +103,4 @@ def test_o200k_scored_strings_are_the_bare_label_words(phi4_real):
 
 
 def test_o200k_multi_token_labels_score_their_whole_sequence(phi4_real):
-    _whole_sequence(phi4_real)
+    assert_scores_whole_label_sequences(phi4_real)

@@ -184,17 +184,16 @@ def measure(dirs: dict) -> dict:
         m["pred.follows_voice"] = rate_ci(r["pred"] == r["acoustic_label"])
     d = dirs.get("modality-ablation")
     if isinstance(d, Path):
-        r = _rows(d)
-        r = r[(r["acoustic_label"] != r["semantic_label"]) & (r["semantic_label"] != "neutral")]
+        every = _rows(d)
+        r = every[(every["acoustic_label"] != every["semantic_label"]) & (every["semantic_label"] != "neutral")]
         for c in ("none", "audio-ablated", "audio-silenced", "transcript-swapped"):
             q = r[r["condition"] == c]
             m[f"ma.{c}.follows_text"] = rate_ci(q["pred"] == q["semantic_label"])
             m[f"ma.{c}.follows_voice"] = rate_ci(q["pred"] == q["acoustic_label"])
         # share of answers the condition changes, on every item it ran on: the ground truth's own measure
-        r = _rows(d)
-        base = r[r["condition"] == "none"].set_index("utt_id")["pred"]
+        base = every[every["condition"] == "none"].set_index("utt_id")["pred"]
         for c in ("audio-ablated", "audio-silenced", "transcript-swapped"):
-            q = r[r["condition"] == c].set_index("utt_id")["pred"]
+            q = every[every["condition"] == c].set_index("utt_id")["pred"]
             if len(q):
                 m[f"ma.{c}.changed"] = rate_ci((q != base.reindex(q.index)).to_numpy())
     d = dirs.get("token-all")
