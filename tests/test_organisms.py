@@ -249,6 +249,16 @@ def test_validation_measures_patching_by_shift_and_ablation_by_answers_changed(t
     assert m["n.activation-patching"] == 4 and m["n.modality-ablation"] == 4
 
 
+def test_validation_refuses_an_unknown_instrument_before_any_work(capsys):
+    from probes.models.organisms.validate import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--probes", "activation-patching,patching", "--table-only"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--probes patching: not an instrument" in err and "activation-patching" in err
+
+
 def test_demo_step_is_registered_and_takes_test_items_in_sentence_groups(synth_corpus):
     from probes.data.manifest import Manifest
     from probes.demo import STEPS

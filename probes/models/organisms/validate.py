@@ -32,6 +32,8 @@ from probes.models.organisms.train import corpus, predict_labels, rate_ci, read_
 
 ORGS = ("text-reliant", "voice-reliant")
 SLOW = ("modality-ablation", "activation-patching", "attribution")  # the probes ``--limit`` applies to
+INSTRUMENTS = ("predict", "modality-ablation", "attention-share", "linear-probe", "activation-patching", "logit-lens",
+               "attribution", "token-all")  # what run_instruments runs, in this order
 
 
 def _fmt(ci) -> str:
@@ -138,6 +140,7 @@ def run_instruments(a, name: str, man: Path, df_test, out: Path, *, limit: int |
         "attribution": ({"n_steps": 16}, limit),
         "token-all": ({"reference": str(train_manifest(man))}, None),
     }
+    assert tuple(plan) == INSTRUMENTS
     dirs = {}
     for probe, (opts, lim) in plan.items():
         if only and probe not in only:
@@ -447,6 +450,9 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-instruments", action="store_true", help="only the causal ground truth")
     ap.add_argument("--doc", action="store_true", help="also write the tables into docs/organisms.md")
     args = ap.parse_args(argv)
+    unknown = sorted(set(args.probes.split(",")) - set(INSTRUMENTS)) if args.probes else []
+    if unknown:  # before the minutes of the causal ground truth
+        ap.error(f"--probes {','.join(unknown)}: not an instrument of the validation; choose from {','.join(INSTRUMENTS)}")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.time()
     man = corpus(Path(args.corpus) if args.corpus else None)
